@@ -1,0 +1,5 @@
+"""tdviz's model zoo: TD models and their baselines."""
+
+from .registry import ModelSpec, create_model, get_spec, list_models, register
+
+__all__ = ["ModelSpec", "create_model", "get_spec", "list_models", "register"]

@@ -1,0 +1,45 @@
+"""The shape every tdviz model shares: trunk -> last stage (re-run per computation step) -> head."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+
+def is_stepped_block(module: nn.Module) -> bool:
+    """A block that accepts ``steps=`` (a TD block) carries its own ``td_steps``."""
+    return hasattr(module, "td_steps")
+
+
+class SteppedModel(nn.Module):
+    """Base class of tdviz's backbones.
+
+    Subclasses split their forward into ``forward_trunk`` (run once), ``stage_blocks`` (the last
+    stage, whose TD blocks run with t = 1..T steps, as the authors' ``output_over_t``) and
+    ``forward_head``. ``forward`` is the default T-step output.
+    """
+
+    def forward_trunk(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def stage_blocks(self) -> list[nn.Module]:
+        raise NotImplementedError
+
+    def forward_head(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    @property
+    def num_steps(self) -> int:
+        """Computation steps seen at the output: the largest T among the last stage's TD blocks."""
+        return max([b.td_steps for b in self.stage_blocks() if is_stepped_block(b)], default=1)
+
+    def forward_stage(self, x: Tensor, steps: int | None = None) -> Tensor:
+        """Run the last stage with its TD blocks at ``steps`` (default: their own T)."""
+        for block in self.stage_blocks():
+            if is_stepped_block(block):
+                x = block(x, steps=None if steps is None else min(steps, block.td_steps))
+            else:
+                x = block(x)
+        return x
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_head(self.forward_stage(self.forward_trunk(x)))

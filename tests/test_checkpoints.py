@@ -1,0 +1,128 @@
+"""Checkpoint loading: the authors' training-script files, safetensors, refusals and diagnoses."""
+
+import argparse
+import os
+import pickle
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import tdviz
+from tdviz.checkpoints import CheckpointError, describe_state_dict, read_state_dict
+
+
+@pytest.fixture(scope="module")
+def r18td():
+    torch.manual_seed(0)
+    return tdviz.create_model("resnet18_tdjoint")
+
+
+def _authors_file(path, model, ema_model=None):
+    """Saved the way the authors' timm-based training script saves (DataParallel prefixes included)."""
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(torch.randn(2, 3, 32, 32)).sum().backward()
+    opt.step()
+    ckpt = {
+        "epoch": 99,
+        "arch": "tdresnet18",
+        "state_dict": {f"module.{k}": v for k, v in model.state_dict().items()},
+        "optimizer": opt.state_dict(),
+        "args": argparse.Namespace(model="tdresnet18", lr=0.1, time_steps=2, m=2, batch_size=256, amp=True,
+                                   spotlight_gen_technique="joint_top_bottom_concat_attention"),
+        "version": 2,
+        "metric": 70.1,
+    }
+    if ema_model is not None:
+        ckpt["state_dict_ema"] = {f"module.{k}": v for k, v in ema_model.state_dict().items()}
+    torch.save(ckpt, path)
+
+
+def test_authors_training_checkpoint_loads(tmp_path, r18td):
+    src = tdviz.create_model("resnet18_tdjoint")
+    ema = tdviz.create_model("resnet18_tdjoint")
+    path = tmp_path / "model_best.pth.tar"
+    _authors_file(path, src, ema)
+    report = tdviz.load_weights(r18td, path)
+    assert report.entry == "state_dict"
+    assert all(torch.equal(a, b) for a, b in zip(r18td.state_dict().values(), src.state_dict().values()))
+    tdviz.load_weights(r18td, path, ema=True)
+    assert all(torch.equal(a, b) for a, b in zip(r18td.state_dict().values(), ema.state_dict().values()))
+
+
+def test_plain_state_dict_and_safetensors(tmp_path):
+    import torchvision
+
+    tv = torchvision.models.resnet18(weights=None)
+    torch.save(tv.state_dict(), tmp_path / "tv.pth")
+    model = tdviz.create_model("resnet18")
+    tdviz.load_weights(model, tmp_path / "tv.pth")
+    assert torch.equal(model.conv1.weight, tv.conv1.weight)
+    save_file({k: v.contiguous() for k, v in tv.state_dict().items()}, tmp_path / "tv.safetensors")
+    model2 = tdviz.create_model("resnet18")
+    tdviz.load_weights(model2, tmp_path / "tv.safetensors")
+    assert torch.equal(model2.fc.weight, tv.fc.weight)
+
+
+class _Evil:
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.target}",))
+
+
+@pytest.mark.parametrize("writer", ["torch.save", "pickle"])
+def test_pickle_that_runs_code_is_refused(tmp_path, writer):
+    sentinel = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    payload = {"state_dict": {"w": torch.zeros(1)}, "hook": _Evil(sentinel)}
+    if writer == "torch.save":
+        torch.save(payload, path)
+    else:
+        path.write_bytes(pickle.dumps(payload))
+    with pytest.raises(CheckpointError, match="refuses to unpickle"):
+        read_state_dict(path)
+    assert not sentinel.exists()
+
+
+def test_wrong_checkpoint_gets_a_diagnosis(tmp_path, r18td):
+    path = tmp_path / "td.pth"
+    torch.save(r18td.state_dict(), path)
+    with pytest.raises(CheckpointError) as err:
+        tdviz.load_weights(tdviz.create_model("resnet18"), path)
+    msg = str(err.value)
+    assert "joint attention, m=2, T=2, TD at layer3+layer4" in msg and "try resnet18_tdjoint" in msg
+    assert msg.count("\n") == 0
+
+    other = tdviz.create_model("resnet18_tdjoint", steps=3, m=1, num_classes=10)
+    torch.save({"state_dict": other.state_dict()}, path)
+    with pytest.raises(CheckpointError, match=r"T=3.*try create_model\('resnet18_tdjoint', num_classes=10, steps=3, m=1\)"):
+        tdviz.load_weights(r18td, path)
+
+
+def test_describe_baselines_and_depths():
+    with torch.device("meta"):
+        for name, text in [("resnet50_cbam", "ResNet50, CBAM attention"), ("resnet101", "ResNet101, no attention"),
+                           ("resnet50_tdtop", "ResNet50, top attention, m=3, T=2"),
+                           ("resnet101_tdjoint", "TD at layer3 blocks 0,1,2,8,13,18,22+layer4")]:
+            shapes = {k: tuple(v.shape) for k, v in tdviz.create_model(name).state_dict().items()}
+            assert text in describe_state_dict(shapes), name
+
+
+def test_unreadable_files(tmp_path, r18td):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        tdviz.load_weights(r18td, tmp_path / "nope.pth")
+    good = tmp_path / "good.pth"
+    torch.save(r18td.state_dict(), good)
+    bad = tmp_path / "truncated.pth"
+    bad.write_bytes(good.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="truncated"):
+        tdviz.load_weights(r18td, bad)
+    text = tmp_path / "notes.pth"
+    text.write_text("hello")
+    with pytest.raises(CheckpointError):
+        tdviz.load_weights(r18td, text)
+    (tmp_path / "bad.safetensors").write_bytes(b"\x00" * 20)
+    with pytest.raises(CheckpointError, match="safetensors"):
+        tdviz.load_weights(r18td, tmp_path / "bad.safetensors")
