@@ -67,10 +67,9 @@ def create_model(name: str, **overrides) -> nn.Module:
     td_changes = {k: overrides.pop(k) for k in TD_OVERRIDES if k in overrides}
     if td_changes:
         if not spec.is_td:
-            raise TdvizError(
-                f"{name} has no TD blocks, so {', '.join(sorted(td_changes))} cannot be set; "
-                f"pick a TD model such as {name.split('_')[0]}_tdjoint."
-            )
+            family = sorted(n for n in _REGISTRY if n.startswith(name.split("_")[0]) and _REGISTRY[n].is_td)
+            hint = f"pick a TD model such as {family[0]}" if family else "pick a TD model (`tdviz models`)"
+            raise TdvizError(f"{name} has no TD blocks, so {', '.join(sorted(td_changes))} cannot be set; {hint}.")
         td_changes = {k: v for k, v in td_changes.items() if v is not None}
     if spec.is_td:
         kwargs["td"] = replace(spec.td, **td_changes)

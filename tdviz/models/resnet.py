@@ -211,4 +211,5 @@ class ResNet(SteppedModel):
     @property
     def feature_layer(self) -> str:
         """Name of the layer that feeds global pooling + the linear head (Grad-CAM's usual target)."""
-        return f"layer{self.num_stages}"
+        last = getattr(self, f"layer{self.num_stages}")
+        return f"layer{self.num_stages}.{len(last) - 1}"
