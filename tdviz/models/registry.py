@@ -26,6 +26,8 @@ class ModelSpec:
     td: TDConfig | None = None
     description: str = ""
     class_names: tuple[str, ...] | None = None
+    #: how inputs are prepared: "resize_crop" (Resize 256 + CenterCrop 224, ImageNet) or "resize" (224²)
+    preprocess: str = "resize_crop"
 
     @property
     def is_td(self) -> bool:
@@ -83,6 +85,7 @@ def create_model(name: str, **overrides) -> nn.Module:
     kwargs.update(overrides)
     model = spec.builder(**kwargs)
     model.tdviz_name = name
+    model.tdviz_preprocess = spec.preprocess
     if spec.class_names is not None and "num_classes" not in overrides:
         model.class_names = list(spec.class_names)
     return model

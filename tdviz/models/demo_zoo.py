@@ -1,0 +1,61 @@
+"""The demo zoo: small Bottleneck ResNets trained on cluttered Fashion-MNIST, one per paper config.
+
+Each mirrors a ResNet50 row of the paper's Table 1 (plain, SE, CBAM, ECA, FCA, TDjoint(t2, m1),
+TDtop(t2, m3)) at a width and depth that trains in minutes: Bottleneck blocks [2, 2, 2, 2],
+widths 16/32/64/128 (outputs 64..512 channels), stem 24, TD at every block of layer3 and layer4.
+The weights ship in the package (``tdviz/data/demo_zoo``) as fp16 safetensors.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..errors import TdvizError
+from .registry import ModelSpec, create_model, register
+from .resnet import ResNet, TDConfig
+
+DEMO_ARCH = dict(block="bottleneck", layers=(2, 2, 2, 2), widths=(16, 32, 64, 128), stem_width=24, num_classes=10)
+DEMO_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                "Ankle boot")
+#: buffers computed at build time (FCA's DCT filters): not shipped, taken from the built model
+DERIVED_BUFFER = ".dct_weight"
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "data" / "demo_zoo"
+
+_TD_AT = {2: range(64), 3: range(64)}
+DEMO_MODELS = {
+    "demo_resnet": ({}, None, "demo ResNet (plain)"),
+    "demo_resnet_se": ({"attention": "se"}, None, "demo ResNet + SE"),
+    "demo_resnet_cbam": ({"attention": "cbam"}, None, "demo ResNet + CBAM"),
+    "demo_resnet_eca": ({"attention": "eca"}, None, "demo ResNet + ECA"),
+    "demo_resnet_fca": ({"attention": "fca"}, None, "demo ResNet + FCA"),
+    "demo_resnet_tdjoint": ({"td_blocks": _TD_AT}, TDConfig(2, 1, "joint"), "demo TD-ResNet, joint (t=2, m=1)"),
+    "demo_resnet_tdtop": ({"td_blocks": _TD_AT}, TDConfig(2, 3, "top"), "demo TD-ResNet, top (t=2, m=3)"),
+}
+
+for _name, (_kwargs, _td, _desc) in DEMO_MODELS.items():
+    register(ModelSpec(_name, ResNet, {**DEMO_ARCH, **_kwargs}, _td, f"{_desc}; cluttered Fashion-MNIST",
+                       class_names=DEMO_CLASSES, preprocess="resize"))
+
+
+def demo_weights_path(name: str) -> Path:
+    """Where the shipped weights of a demo model live."""
+    return WEIGHTS_DIR / f"{name}.safetensors"
+
+
+def load_demo_model(name: str, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """A demo-zoo model with its shipped weights, in eval mode (fp32)."""
+    from ..checkpoints import read_state_dict
+
+    if name not in DEMO_MODELS:
+        raise TdvizError(f"{name!r} is not a demo model; demo models are {', '.join(DEMO_MODELS)}.")
+    path = demo_weights_path(name)
+    if not path.is_file():
+        raise TdvizError(f"The shipped weights of {name} are missing ({path}): reinstall tdviz.")
+    model = create_model(name)
+    state, _ = read_state_dict(path)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    state.update({k: v for k, v in model.state_dict().items() if k.endswith(DERIVED_BUFFER)})
+    model.load_state_dict(state, strict=True)
+    return model.to(device).eval()
