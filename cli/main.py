@@ -55,6 +55,81 @@ def models(
     console.print(table)
 
 
+@app.command()
+@user_errors
+def demo(
+    images: int = typer.Option(2000, help="Validation images to generate and score (cached after the first run)."),
+    model: list[str] = typer.Option(None, "--model", help="Demo model(s) to score (default: all seven)."),
+    out: str = typer.Option(None, help="Folder for demo_classification.json (default: <split>/results)."),
+    workers: int = typer.Option(2, min=0, help="Processes for image generation and decoding."),
+    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+) -> None:
+    """Run the built-in benchmark: cluttered Fashion-MNIST, the shipped demo zoo, accuracy per step."""
+    from tdviz.demo.run import run_demo
+
+    report = run_demo(images, model or None, out, workers, progress=not as_json)
+    if as_json:
+        print(json.dumps({"split": str(report.split), "results": [a.to_dict() for a in report.accuracy]}, indent=2))
+        return
+    steps = max(len(a.top1) for a in report.accuracy)
+    table = Table(title=f"Demo: cluttered Fashion-MNIST validation, {report.accuracy[0].images} images, top-1 %")
+    table.add_column("model")
+    for t in range(1, steps + 1):
+        table.add_column(f"step {t}", justify="right")
+    table.add_column("most confident", justify="right")
+    for a in report.accuracy:
+        cells = [f"{a.top1[t]:.2f}" if t < len(a.top1) else "" for t in range(steps)]
+        table.add_row(a.model, *cells, f"{a.top1_most_confident:.2f}")
+    console.print(table)
+    skipped = sum(len(a.skipped) for a in report.accuracy[:1])
+    if skipped:
+        console.print(f"[yellow]{skipped} unreadable image(s) skipped[/yellow]")
+    console.print(f"split: {report.split}\nresults: {report.results_file}")
+
+
+@app.command()
+@user_errors
+def cam(
+    images: list[str] = typer.Argument(..., help="Image files, folders (searched recursively) or globs."),
+    model: str = typer.Option(None, help="Registered model name (default: the shipped demo_resnet_tdjoint)."),
+    weights: str = typer.Option(None, help="Checkpoint (.pth/.pth.tar/.safetensors); alone, the model is inferred."),
+    ema: bool = typer.Option(False, help="Use the checkpoint's state_dict_ema."),
+    steps: bool = typer.Option(False, "--steps", help="One map per computation step (default: the final step only)."),
+    method: str = typer.Option("gradcam", help="Any grad-cam method: gradcam, gradcam++, layercam, scorecam, ..."),
+    topk: int = typer.Option(1, min=1, help="Maps for the top-k classes of each step (a row per class)."),
+    class_: list[str] = typer.Option(None, "--class", help="Map these classes (name or index) instead of the top-k."),
+    layer: str = typer.Option(None, help="Target layer (default: the layer feeding the classifier)."),
+    size: int = typer.Option(None, min=16, max=4096, help="Input size (default 224; Resize 256 + CenterCrop 224)."),
+    out: str = typer.Option("tdviz_cam", help="Output folder, or a .png/.pdf file name for a single image."),
+    save_maps: bool = typer.Option(False, "--save-maps", help="Also write each image's maps (npz)."),
+    as_json: bool = typer.Option(False, "--json", help="Print classes, scores and written files as JSON."),
+) -> None:
+    """Grad-CAM (or any grad-cam method) at every computation step: the paper's Fig. 4 for your images."""
+    from tdviz.cam_files import cam_files
+    from tdviz.classnames import class_names_for, resolve_class
+    from tdviz.loading import resolve_model
+
+    net, note = resolve_model(model, weights, ema)
+    chosen = None
+    if class_:
+        names = class_names_for(net, net.fc.out_features if hasattr(net, "fc") else len(getattr(net, "class_names", [])))
+        chosen = [resolve_class(c, names) for c in class_]
+    run = cam_files(images, net, out, steps=steps, method=method, topk=topk, layer=layer, size=size,
+                    save_maps=save_maps, classes=chosen, title=getattr(net, "tdviz_name", ""))
+    if as_json:
+        print(json.dumps({"model": note, **run.to_dict()}, indent=2))
+    else:
+        err = Console(stderr=True)
+        err.print(f"model: {note}", highlight=False)
+        for r in run.records:
+            per_step = "; ".join(f"step {t + 1}: {c[0]} {100 * s[0]:.1f}%" for t, (c, s) in enumerate(zip(r.classes, r.scores)))
+            console.print(f"{r.image}: {per_step} -> {r.figures[0]}", highlight=False, soft_wrap=True)
+    for problem in run.problems:
+        Console(stderr=True).print(f"[red]skipped:[/red] {problem}", highlight=False, soft_wrap=True)
+    if run.problems:
+        raise typer.Exit(1)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

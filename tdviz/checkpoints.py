@@ -126,7 +126,7 @@ def _mismatch_message(model: nn.Module, path, expected: dict, found: dict) -> st
         parts.append(f"{len(shapes)} of other shape (e.g. {shapes[0]} {found[shapes[0]]} vs {expected[shapes[0]]})")
     looks = describe_state_dict(found)
     fit = suggest_model(found)
-    hint = f"try {fit}" if fit else "no registered model fits it exactly"
+    hint = f"try {format_call(*fit)}" if fit else "no registered model fits it exactly"
     return (f"Checkpoint {str(path)!r} does not fit {name} ({'; '.join(parts)} keys). "
             f"The file looks like {looks}: {hint}.")
 
@@ -215,8 +215,14 @@ def _all_blocks(lay: ResNetLayout, stage: int) -> bool:
     return depth is not None and lay.td_blocks[stage] == list(range(depth[stage - 1]))
 
 
-def suggest_model(shapes: dict[str, tuple]) -> str | None:
-    """A ``create_model`` call whose state dict has exactly these keys and shapes, if one exists."""
+def format_call(name: str, overrides: dict) -> str:
+    """``resnet50_tdjoint`` or ``create_model('resnet18_tdjoint', steps=3, m=1)``."""
+    args = "".join(f", {k}={v!r}" for k, v in overrides.items())
+    return f"create_model({name!r}{args})" if overrides else name
+
+
+def suggest_model(shapes: dict[str, tuple]) -> tuple[str, dict] | None:
+    """(name, overrides) of a ``create_model`` call whose state dict has exactly these keys and shapes."""
     from .models.registry import _REGISTRY, create_model
 
     lay = read_resnet_layout(shapes)
@@ -237,6 +243,20 @@ def suggest_model(shapes: dict[str, tuple]) -> str | None:
         except (ValueError, TypeError):
             continue
         if {k: tuple(v.shape) for k, v in model.state_dict().items()} == shapes:
-            args = "".join(f", {k}={v!r}" for k, v in overrides.items())
-            return f"create_model({spec.name!r}{args})" if overrides else spec.name
+            return spec.name, overrides
     return None
+
+
+def model_from_checkpoint(path: str | Path, ema: bool = False) -> nn.Module:
+    """Build the registered model that fits ``path`` exactly and load it (no model name needed)."""
+    from .models.registry import create_model
+
+    sd, _ = read_state_dict(path, ema=ema)
+    shapes = {k: tuple(v.shape) for k, v in sd.items()}
+    fit = suggest_model(shapes)
+    if fit is None:
+        raise CheckpointError(f"No registered model fits checkpoint {str(path)!r} ({describe_state_dict(shapes)}): "
+                              f"pass --model NAME with the model it was trained as.")
+    model = create_model(fit[0], **fit[1])
+    model.load_state_dict(sd, strict=True)
+    return model

@@ -36,6 +36,10 @@ class StepOutputs:
     logits: Tensor
     activations: dict[str, Tensor] = field(default_factory=dict)
     td_passes: dict[str, list[TDPass]] = field(default_factory=dict)
+    #: layer name -> the tensor each step produced (the same object for a trunk layer); with
+    #: ``grad=True`` these are the graph nodes to differentiate the step logits against
+    step_tensors: dict[str, list[Tensor]] = field(default_factory=dict, repr=False)
+    step_logits: list[Tensor] = field(default_factory=list, repr=False)
 
     @property
     def num_steps(self) -> int:
@@ -117,8 +121,12 @@ def run_steps(model: nn.Module, images: Tensor, layers: Iterable[str] = (), step
             store: dict[str, Tensor] = {}
             with _capture(wanted, store), record_td_passes() as passes:
                 logits = model(images)
-            acts = {n: store[n].unsqueeze(1) for n in wanted if n in store}
-            return StepOutputs(logits.unsqueeze(1), acts, _named(passes, names))
+            missing = [n for n in wanted if n not in store]
+            if missing:
+                raise TdvizError(f"Layer {missing[0]!r} did not run in the forward pass, so it has no activation; pick a layer that does.")
+            acts = {n: store[n].unsqueeze(1) for n in wanted}
+            return StepOutputs(logits.unsqueeze(1), acts, _named(passes, names), {n: [store[n]] for n in wanted},
+                               [logits])
 
         total = model.num_steps if steps is None else steps
         if not 1 <= total <= model.num_steps:
@@ -133,18 +141,20 @@ def run_steps(model: nn.Module, images: Tensor, layers: Iterable[str] = (), step
                 step_logits.append(model.forward_head(model.forward_stage(feats, steps=t)))
             step_stores.append(store)
             last_passes = passes
-    acts = {}
+    acts, per_step = {}, {}
     for name in wanted:
         if name in step_stores[0]:
-            acts[name] = torch.stack([s[name] for s in step_stores], 1)
+            per_step[name] = [s[name] for s in step_stores]
+            acts[name] = torch.stack(per_step[name], 1)
         elif name in trunk_store:
             value = trunk_store[name]
+            per_step[name] = [value] * total
             acts[name] = value.unsqueeze(1).expand(value.shape[0], total, *value.shape[1:])
         else:
             raise TdvizError(f"Layer {name!r} did not run in the forward pass, so it has no activation; pick a layer that does.")
     td = _named(trunk_passes, names)
     td.update(_named(last_passes, names))
-    return StepOutputs(torch.stack(step_logits, 1), acts, td)
+    return StepOutputs(torch.stack(step_logits, 1), acts, td, per_step, step_logits)
 
 
 def _named(passes: dict[nn.Module, list[TDPass]], names: dict[nn.Module, str]) -> dict[str, list[TDPass]]:

@@ -208,6 +208,10 @@ class ResNet(SteppedModel):
     def forward_head(self, x: Tensor) -> Tensor:
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
+    def gap_linear_head(self) -> nn.Linear:
+        """The classifier fed by global average pooling of ``feature_layer`` (closed-form Grad-CAM)."""
+        return self.fc
+
     @property
     def feature_layer(self) -> str:
         """Name of the layer that feeds global pooling + the linear head (Grad-CAM's usual target)."""

@@ -1,0 +1,189 @@
+"""Reading images safely and preprocessing them as the models were trained.
+
+``read_image`` turns any file a user may point at into an RGB uint8 array or one clear error:
+missing files, non-images, truncated files, CMYK JPEGs, 16-bit PNGs, palette/alpha images,
+EXIF-rotated photos, 1-pixel and very wide images. ``Preprocess`` maps images (and boxes) into
+the model's input frame: Resize(256) + CenterCrop(224) as torchvision's ImageNet evaluation, or
+a plain resize to 224².
+"""
+
+from __future__ import annotations
+
+import glob
+import math
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import functional as TF
+
+from .errors import TdvizError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm")
+#: Larger images are refused (PIL's decompression-bomb guard raised tenfold: 890 megapixels).
+MAX_PIXELS = 890_000_000
+
+
+class ImageError(TdvizError):
+    """An image that cannot be read."""
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """The image at ``path`` as RGB uint8 [H, W, 3], EXIF orientation applied.
+
+    16-bit images are scaled to 8 bits by their full range (65535), alpha is dropped (composited
+    on black would invent colours; the RGB planes are kept as stored), CMYK is converted by PIL.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ImageError(f"Image {str(path)!r} does not exist: check the path.")
+    if path.is_dir():
+        raise ImageError(f"{str(path)!r} is a folder, not an image: pass the files in it or a glob.")
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    try:
+        with Image.open(path) as img:
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            array = _to_rgb8(img)
+    except UnidentifiedImageError:
+        raise ImageError(f"{str(path)!r} is not an image file tdviz can read (JPEG, PNG, BMP, WebP, TIFF, GIF).") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"Image {str(path)!r} is too large to load safely ({exc}); downscale it first.") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"Image {str(path)!r} is damaged or truncated ({exc}); re-export or re-download it.") from None
+    if array.shape[0] < 1 or array.shape[1] < 1:
+        raise ImageError(f"Image {str(path)!r} has no pixels.")
+    return array
+
+
+def _to_rgb8(img: Image.Image) -> np.ndarray:
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        data = np.asarray(img, dtype=np.float64)
+        peak = 65535.0 if img.mode.startswith("I;16") or data.max() > 255 else 255.0
+        gray = np.clip(np.round(data / peak * 255.0), 0, 255).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if img.mode == "F":
+        data = np.asarray(img, dtype=np.float64)
+        lo, hi = float(data.min()), float(data.max())
+        gray = ((data - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(data)).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        img = img.convert("RGBA")
+    return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8))
+
+
+def expand_inputs(inputs: Iterable[str | os.PathLike]) -> tuple[list[Path], list[str]]:
+    """Files named by ``inputs`` (files, folders searched recursively for images, or globs).
+
+    Returns (files in a stable order, problems): an input that names nothing is a problem, not an
+    exception, so the other inputs still run.
+    """
+    files: list[Path] = []
+    problems: list[str] = []
+    for item in inputs:
+        text = str(item)
+        path = Path(text)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            if not found:
+                problems.append(f"Folder {text!r} holds no images ({', '.join(IMAGE_SUFFIXES[:4])}, ...).")
+            files += found
+        elif any(ch in text for ch in "*?["):
+            found = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
+            if not found:
+                problems.append(f"Pattern {text!r} matches no file.")
+            files += found
+        else:
+            files.append(path)  # read_image reports a missing file with the others
+    return files, problems
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Image -> normalized tensor, as a model was trained.
+
+    ``mode="resize_crop"``: resize the shorter side to ``resize`` then center-crop ``size``
+    (torchvision's ImageNet evaluation); ``mode="resize"``: resize to ``size`` x ``size``.
+    Bilinear with antialiasing.
+    """
+
+    mode: str = "resize_crop"
+    size: int = 224
+    resize: int = 256
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("resize_crop", "resize"):
+            raise TdvizError(f"Preprocessing mode {self.mode!r} is unknown: use 'resize_crop' or 'resize'.")
+        if self.size < 16 or (self.mode == "resize_crop" and self.resize < self.size):
+            raise TdvizError(f"Input size {self.size} (resize {self.resize}) is invalid: size >= 16 and resize >= size.")
+
+    def geometry(self, width: int, height: int) -> tuple[float, float, float, float]:
+        """(scale_x, scale_y, offset_x, offset_y): input pixel = original pixel * scale - offset."""
+        if self.mode == "resize":
+            return self.size / width, self.size / height, 0.0, 0.0
+        short = min(width, height)
+        new_w = self.resize if width == short else int(self.resize * width / height)
+        new_h = self.resize if height == short else int(self.resize * height / width)
+        off_x = int(round((new_w - self.size) / 2.0))
+        off_y = int(round((new_h - self.size) / 2.0))
+        return new_w / width, new_h / height, float(off_x), float(off_y)
+
+    def __call__(self, image: np.ndarray) -> torch.Tensor:
+        """RGB uint8 [H, W, 3] -> float32 [3, size, size], normalized."""
+        t = torch.from_numpy(np.array(image, dtype=np.uint8, copy=True)).permute(2, 0, 1)
+        if self.mode == "resize" and tuple(t.shape[1:]) == (self.size, self.size):
+            pass  # already the input size: resizing would only cost time
+        elif self.mode == "resize":
+            t = TF.resize(t, [self.size, self.size], InterpolationMode.BILINEAR, antialias=True)
+        else:
+            t = self._resize_and_crop(t)
+        t = t.float().div_(255)
+        return TF.normalize(t, self.mean, self.std)
+
+    def _resize_and_crop(self, t: torch.Tensor) -> torch.Tensor:
+        """Resize(resize) + CenterCrop(size), as torchvision; for a very elongated image only the
+        part of it that reaches the crop is resized, so a 20000x20 image never becomes a 256000x256
+        intermediate. The output is torchvision's exactly when resize/short-side cut points fall
+        on whole pixels (e.g. 40 px high), otherwise within sub-pixel interpolation rounding."""
+        h, w = t.shape[1:]
+        sx, sy, ox, oy = self.geometry(w, h)
+        new_w, new_h = round(w * sx), round(h * sy)
+        if new_w * new_h <= 16_000_000:
+            t = TF.resize(t, self.resize, InterpolationMode.BILINEAR, antialias=True)
+            return TF.center_crop(t, [self.size, self.size])
+        short, wide = min(h, w), w > h
+        long, offset = (w, ox) if wide else (h, oy)
+        step = short // math.gcd(short, self.resize)  # cut points where the resized edge is a whole pixel
+        margin = 4 + 2 * math.ceil(short / self.resize)
+        lo = max(0, int((offset * short / self.resize - margin) // step) * step)
+        hi = min(long, math.ceil(((offset + self.size) * short / self.resize + margin) / step) * step)
+        kept = (hi - lo) * self.resize // short if hi < long else (new_w if wide else new_h) - lo * self.resize // short
+        skip = int(offset) - lo * self.resize // short
+        if wide:
+            t = TF.resize(t[:, :, lo:hi], [new_h, kept], InterpolationMode.BILINEAR, antialias=True)
+            return TF.crop(t, int(oy), skip, self.size, self.size)
+        t = TF.resize(t[:, lo:hi, :], [kept, new_w], InterpolationMode.BILINEAR, antialias=True)
+        return TF.crop(t, skip, int(ox), self.size, self.size)
+
+    def box_to_input(self, box: Sequence[float], width: int, height: int) -> list[float]:
+        """A box [x0, y0, x1, y1] in original pixels -> the model input frame (clipped)."""
+        sx, sy, ox, oy = self.geometry(width, height)
+        x0, y0, x1, y1 = box
+        clip = lambda v: float(min(max(v, 0.0), self.size))  # noqa: E731
+        return [clip(x0 * sx - ox), clip(y0 * sy - oy), clip(x1 * sx - ox), clip(y1 * sy - oy)]
+
+    def box_to_original(self, box: Sequence[float], width: int, height: int) -> list[float]:
+        """A box in the model input frame -> original pixels (clipped to the image)."""
+        sx, sy, ox, oy = self.geometry(width, height)
+        x0, y0, x1, y1 = box
+        return [min(max((x0 + ox) / sx, 0.0), width), min(max((y0 + oy) / sy, 0.0), height),
+                min(max((x1 + ox) / sx, 0.0), width), min(max((y1 + oy) / sy, 0.0), height)]

@@ -1,0 +1,64 @@
+"""Figures: the paper's Fig. 4 layout (image, then one CAM overlay per computation step)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from pytorch_grad_cam.utils.image import show_cam_on_image  # noqa: E402
+
+from .images import Preprocess  # noqa: E402
+
+
+def model_view(image: np.ndarray, preprocess: Preprocess) -> np.ndarray:
+    """The RGB float [0, 1] image the model saw (same resize/crop, no normalization)."""
+    t = preprocess(image)
+    mean = np.asarray(preprocess.mean, dtype=np.float32)[:, None, None]
+    std = np.asarray(preprocess.std, dtype=np.float32)[:, None, None]
+    return np.clip(t.numpy() * std + mean, 0, 1).transpose(1, 2, 0)
+
+
+def overlay(rgb: np.ndarray, cam: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """grad-cam's heat-map overlay (JET colour map), RGB uint8."""
+    return show_cam_on_image(rgb.astype(np.float32), cam.astype(np.float32), use_rgb=True, image_weight=1 - alpha)
+
+
+def step_figure(rgb: np.ndarray, maps: np.ndarray, class_names: Sequence[Sequence[str]], scores: np.ndarray,
+                title: str, out: Path, boxes: Sequence[Sequence[Sequence[float] | None]] | None = None,
+                formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
+    """One image's maps as a grid: rows = classes (top-k), columns = the image then each step.
+
+    ``maps`` [T, K, H, W], ``class_names`` [T][K], ``scores`` [T, K]; optional ``boxes`` [T][K]
+    (x0, y0, x1, y1 in the shown frame). Writes ``out`` with each suffix in ``formats``.
+    """
+    steps, k = maps.shape[:2]
+    fig, axes = plt.subplots(k, steps + 1, figsize=(2.3 * (steps + 1), 2.5 * k + 0.3), squeeze=False)
+    for row in range(k):
+        axes[row, 0].imshow(rgb)
+        axes[row, 0].set_title("input" if row == 0 else "", fontsize=9)
+        for t in range(steps):
+            ax = axes[row, t + 1]
+            ax.imshow(overlay(rgb, maps[t, row]))
+            label = f"step {t + 1}" if steps > 1 else "final step"
+            ax.set_title(f"{label}: {class_names[t][row]}\n{100 * float(scores[t, row]):.1f}%", fontsize=8)
+            if boxes is not None and boxes[t][row] is not None:
+                x0, y0, x1, y1 = boxes[t][row]
+                ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, color="lime", lw=1.5))
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    written = []
+    for fmt in formats:
+        path = out.with_suffix(f".{fmt}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110)
+        written.append(path)
+    plt.close(fig)
+    return written
