@@ -21,36 +21,48 @@ import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import importlib
+
 import numpy as np
-import pytorch_grad_cam as pgc
 import torch
 import torch.nn.functional as F
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import Tensor, nn
 
 from .errors import TdvizError
 from .models.base import SteppedModel
 from .steps import _eval_mode, _resolve_layers, run_steps
 
-#: grad-cam methods by the names tdviz accepts (lower case; "gradcam++" = GradCAMPlusPlus).
-METHODS: dict[str, type] = {
-    "gradcam": pgc.GradCAM,
-    "gradcam++": pgc.GradCAMPlusPlus,
-    "gradcamplusplus": pgc.GradCAMPlusPlus,
-    "xgradcam": pgc.XGradCAM,
-    "layercam": pgc.LayerCAM,
-    "hirescam": pgc.HiResCAM,
-    "gradcamelementwise": pgc.GradCAMElementWise,
-    "eigencam": pgc.EigenCAM,
-    "eigengradcam": pgc.EigenGradCAM,
-    "scorecam": pgc.ScoreCAM,
-    "ablationcam": pgc.AblationCAM,
-    "kpca_cam": pgc.KPCA_CAM,
-    "randomcam": pgc.RandomCAM,
-    "fullgrad": pgc.FullGrad,
-    "shapleycam": pgc.ShapleyCAM,
-    "fem": pgc.FEM,
+#: grad-cam methods by the names tdviz accepts (lower case; "gradcam++" = GradCAMPlusPlus) -> class
+#: name in pytorch_grad_cam. grad-cam is imported on first use: its package import costs ~2 s.
+METHODS: dict[str, str] = {
+    "gradcam": "GradCAM",
+    "gradcam++": "GradCAMPlusPlus",
+    "gradcamplusplus": "GradCAMPlusPlus",
+    "xgradcam": "XGradCAM",
+    "layercam": "LayerCAM",
+    "hirescam": "HiResCAM",
+    "gradcamelementwise": "GradCAMElementWise",
+    "eigencam": "EigenCAM",
+    "eigengradcam": "EigenGradCAM",
+    "scorecam": "ScoreCAM",
+    "ablationcam": "AblationCAM",
+    "kpca_cam": "KPCA_CAM",
+    "randomcam": "RandomCAM",
+    "fullgrad": "FullGrad",
+    "shapleycam": "ShapleyCAM",
+    "fem": "FEM",
 }
+
+
+def method_class(method: str) -> type:
+    """The pytorch_grad_cam class of a method name."""
+    return getattr(importlib.import_module("pytorch_grad_cam"), METHODS[method])
+
+
+def _targets(class_ids: Tensor) -> list:
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    return [ClassifierOutputTarget(int(c)) for c in class_ids]
 #: methods whose map depends only on the layer's activations and gradients (fast path possible)
 GRADIENT_METHODS = {"gradcam", "gradcam++", "gradcamplusplus", "xgradcam", "layercam", "hirescam",
                     "gradcamelementwise", "eigengradcam"}
@@ -153,7 +165,7 @@ def select_classes(logits: Tensor, classes: str | Sequence[int], k: int, labels:
 @contextlib.contextmanager
 def _method_instance(method: str, view: nn.Module, module: nn.Module):
     """A grad-cam method object whose weighting functions we call; its hooks are removed at once."""
-    cam = METHODS[method](model=view, target_layers=[module])
+    cam = method_class(method)(model=view, target_layers=[module])
     cam.activations_and_grads.release()
     try:
         yield cam
@@ -220,7 +232,7 @@ def _weighted_map(inst, method: str, images: Tensor, module: nn.Module, acts: Te
     if method == "gradcam":
         weights = grads.mean((2, 3), keepdim=True)
         return (weights * acts).sum(1).clamp_min(0)
-    targets = [ClassifierOutputTarget(int(ci)) for ci in c]
+    targets = _targets(c)
     a = acts.float().cpu().numpy()
     g = None if grads is None else grads.float().cpu().numpy()
     cam = inst.get_cam_image(images, module, targets, a, g, False)
@@ -236,9 +248,9 @@ def _gradcam_cams(model, images, layer, module, method, classes, k, labels, size
     with _eval_mode(model):
         for step in range(t):
             view = StepView(model, step + 1)
-            with METHODS[method](model=view, target_layers=[module]) as cam:
+            with method_class(method)(model=view, target_layers=[module]) as cam:
                 for slot in range(kk):
-                    targets = [ClassifierOutputTarget(int(ci)) for ci in cls[:, step, slot]]
+                    targets = _targets(cls[:, step, slot])
                     maps[:, step, slot] = torch.from_numpy(cam(input_tensor=images, targets=targets)).to(maps.device)
     scores = logits.softmax(-1).gather(2, cls)
     return StepCams(maps, None, cls, scores, logits, method, layer, "grad-cam")

@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+from pathlib import Path
+
 from torch import nn
+
+IMAGENET_CLASSES_FILE = Path(__file__).resolve().parent / "data" / "imagenet_classes.txt"
+
+
+@lru_cache(maxsize=1)
+def imagenet_class_names() -> list[str]:
+    """ImageNet-1k class names in torchvision's index order (a copy of torchvision's list kept
+    in the package: importing torchvision only for it costs over a second)."""
+    return IMAGENET_CLASSES_FILE.read_text(encoding="utf-8").splitlines()
 
 
 def class_names_for(model: nn.Module, num_classes: int) -> list[str]:
@@ -12,9 +24,7 @@ def class_names_for(model: nn.Module, num_classes: int) -> list[str]:
     if names is not None and len(names) == num_classes:
         return list(names)
     if num_classes == 1000:
-        from torchvision.models import ResNet50_Weights
-
-        return list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+        return imagenet_class_names()
     return [f"class {i}" for i in range(num_classes)]
 
 

@@ -18,9 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms import functional as TF
 
 from .errors import TdvizError
 
@@ -29,6 +28,19 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm")
 #: Larger images are refused (PIL's decompression-bomb guard raised tenfold: 890 megapixels).
 MAX_PIXELS = 890_000_000
+
+
+def _resize(t: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """torchvision's tensor ``resize`` (bilinear, antialias) of a uint8 image, without importing
+    torchvision (~1 s): float32 interpolation, then rounding back to uint8, as it does."""
+    out = F.interpolate(t[None].float(), size=list(size), mode="bilinear", align_corners=False, antialias=True)
+    return out[0].round_().to(torch.uint8)
+
+
+def _center_crop(t: torch.Tensor, size: int) -> torch.Tensor:
+    h, w = t.shape[1:]
+    top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
+    return t[:, top:top + size, left:left + size]
 
 
 class ImageError(TdvizError):
@@ -143,11 +155,13 @@ class Preprocess:
         if self.mode == "resize" and tuple(t.shape[1:]) == (self.size, self.size):
             pass  # already the input size: resizing would only cost time
         elif self.mode == "resize":
-            t = TF.resize(t, [self.size, self.size], InterpolationMode.BILINEAR, antialias=True)
+            t = _resize(t, [self.size, self.size])
         else:
             t = self._resize_and_crop(t)
         t = t.float().div_(255)
-        return TF.normalize(t, self.mean, self.std)
+        mean = torch.tensor(self.mean).view(3, 1, 1)
+        std = torch.tensor(self.std).view(3, 1, 1)
+        return (t - mean) / std
 
     def _resize_and_crop(self, t: torch.Tensor) -> torch.Tensor:
         """Resize(resize) + CenterCrop(size), as torchvision; for a very elongated image only the
@@ -158,8 +172,7 @@ class Preprocess:
         sx, sy, ox, oy = self.geometry(w, h)
         new_w, new_h = round(w * sx), round(h * sy)
         if new_w * new_h <= 16_000_000:
-            t = TF.resize(t, self.resize, InterpolationMode.BILINEAR, antialias=True)
-            return TF.center_crop(t, [self.size, self.size])
+            return _center_crop(_resize(t, [new_h, new_w]), self.size)
         short, wide = min(h, w), w > h
         long, offset = (w, ox) if wide else (h, oy)
         step = short // math.gcd(short, self.resize)  # cut points where the resized edge is a whole pixel
@@ -169,10 +182,10 @@ class Preprocess:
         kept = (hi - lo) * self.resize // short if hi < long else (new_w if wide else new_h) - lo * self.resize // short
         skip = int(offset) - lo * self.resize // short
         if wide:
-            t = TF.resize(t[:, :, lo:hi], [new_h, kept], InterpolationMode.BILINEAR, antialias=True)
-            return TF.crop(t, int(oy), skip, self.size, self.size)
-        t = TF.resize(t[:, lo:hi, :], [kept, new_w], InterpolationMode.BILINEAR, antialias=True)
-        return TF.crop(t, skip, int(ox), self.size, self.size)
+            t = _resize(t[:, :, lo:hi], [new_h, kept])
+            return t[:, int(oy):int(oy) + self.size, skip:skip + self.size]
+        t = _resize(t[:, lo:hi, :], [kept, new_w])
+        return t[:, skip:skip + self.size, int(ox):int(ox) + self.size]
 
     def box_to_input(self, box: Sequence[float], width: int, height: int) -> list[float]:
         """A box [x0, y0, x1, y1] in original pixels -> the model input frame (clipped)."""

@@ -102,3 +102,40 @@ def test_cli_cam_bad_flag_values(inputs, tmp_path):
     assert res.returncode == 1 and "Nearest: Sneaker" in res.stderr
     res = subprocess.run(base + ["--model", "resnet50_tdjiont"], capture_output=True, text=True, timeout=300)
     assert res.returncode == 1 and "resnet50_tdjoint" in res.stderr
+
+
+@pytest.mark.parametrize("shape", [(180, 240), (240, 180), (224, 224), (37, 51), (1, 1), (600, 301)])
+@pytest.mark.parametrize("mode", ["resize_crop", "resize"])
+def test_preprocess_equals_torchvision(shape, mode):
+    """tdviz resizes without importing torchvision; the pixels must be torchvision's."""
+    import torch
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as TF
+
+    img = (np.random.default_rng(2).random((*shape, 3)) * 255).astype(np.uint8)
+    pre = Preprocess(mode=mode)
+    t = torch.from_numpy(img).permute(2, 0, 1)
+    if mode == "resize":
+        ref = TF.resize(t, [224, 224], InterpolationMode.BILINEAR, antialias=True)
+    else:
+        ref = TF.center_crop(TF.resize(t, 256, InterpolationMode.BILINEAR, antialias=True), [224, 224])
+    ref = TF.normalize(ref.float() / 255, pre.mean, pre.std)
+    assert torch.equal(pre(img), ref)
+
+
+def test_overlay_equals_gradcam():
+    from pytorch_grad_cam.utils.image import show_cam_on_image
+
+    from tdviz.viz import overlay
+
+    rng = np.random.default_rng(3)
+    rgb, cam = rng.random((20, 30, 3)).astype(np.float32), rng.random((20, 30)).astype(np.float32)
+    assert np.array_equal(overlay(rgb, cam), show_cam_on_image(rgb, cam, use_rgb=True, image_weight=0.5))
+
+
+def test_shipped_imagenet_names_are_torchvisions():
+    from torchvision.models import ResNet50_Weights
+
+    from tdviz.classnames import imagenet_class_names
+
+    assert imagenet_class_names() == list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])

@@ -90,3 +90,14 @@ def test_describe_models_reports_cost():
     assert rows["resnet50"].gmacs == pytest.approx(4.09, abs=0.01)
     assert rows["resnet50_tdjoint"].gmacs > rows["resnet50"].gmacs + 0.3
     assert rows["resnet50_tdjoint"].steps == 2 and rows["resnet50"].steps == 1
+
+
+def test_timm_registration_when_timm_is_imported_after_tdviz():
+    import subprocess
+    import sys
+
+    code = ("import sys, tdviz; assert 'timm' not in sys.modules; import timm; "
+            "m = timm.create_model('resnet50_tdtop', num_classes=3); print(m.fc.out_features, m.num_steps)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["3", "2"]

@@ -38,7 +38,6 @@ from collections.abc import Mapping, Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import StochasticDepth
 
 from .base import SteppedModel
 from .registry import ModelSpec, register
@@ -73,7 +72,12 @@ class Block(nn.Module):
         self.pwconv2 = nn.Linear(4 * dim, dim)
         self.gamma = (nn.Parameter(layer_scale_init_value * torch.ones(dim))
                       if layer_scale_init_value > 0 else None)
-        self.drop_path = StochasticDepth(drop_path, "row") if drop_path > 0 else nn.Identity()
+        if drop_path > 0:
+            from torchvision.ops import StochasticDepth  # imported only when training with drop-path
+
+            self.drop_path = StochasticDepth(drop_path, "row")
+        else:
+            self.drop_path = nn.Identity()
         if td is not None:
             if td.m not in CONVNEXT_M:
                 raise ValueError(

@@ -37,7 +37,6 @@ from functools import partial
 
 import torch
 from torch import Tensor, nn
-from torchvision.ops.misc import Conv2dNormActivation, SqueezeExcitation
 
 from .base import SteppedModel
 from .registry import ModelSpec, register
@@ -86,6 +85,8 @@ class InvertedResidual(nn.Module):
 
     def __init__(self, in_ch: int, kernel: int, expanded: int, out_ch: int, use_se: bool, activation: str,
                  stride: int, td: TDConfig | None = None) -> None:
+        from torchvision.ops.misc import Conv2dNormActivation, SqueezeExcitation  # ~1 s: only when built
+
         super().__init__()
         if stride not in (1, 2):
             raise ValueError(f"stride={stride}: an InvertedResidual has stride 1 or 2.")
@@ -168,6 +169,8 @@ class MobileNetV3(SteppedModel):
 
     def __init__(self, num_classes: int = 1000, td: TDConfig | None = None, width_mult: float = 1.0,
                  dropout: float = 0.2, in_chans: int = 3) -> None:
+        from torchvision.ops.misc import Conv2dNormActivation
+
         super().__init__()
         self.td = td
 
