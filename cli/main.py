@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import os
+from pathlib import Path
 import json
 import sys
 
@@ -14,7 +16,8 @@ import tdviz
 from tdviz.errors import TdvizError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="See and measure top-down attention in CNNs.")
-console = Console()
+# tables stay readable when the output is piped or logged (rich assumes 80 columns there)
+console = Console() if sys.stdout.isatty() else Console(width=160)
 
 
 @app.callback()
@@ -128,6 +131,78 @@ def cam(
         Console(stderr=True).print(f"[red]skipped:[/red] {problem}", highlight=False, soft_wrap=True)
     if run.problems:
         raise typer.Exit(1)
+
+
+@app.command()
+@user_errors
+def wsol(
+    model: list[str] = typer.Option(None, "--model", help="Model(s) to evaluate (default: the whole demo zoo)."),
+    weights: list[str] = typer.Option(None, "--weights", help="Checkpoint per --model, in the same order."),
+    data: str = typer.Option(None, help="Images root (ImageFolder or flat); default: the demo validation split."),
+    boxes: str = typer.Option(None, help="ILSVRC XML folder, LOC_val_solution.csv, wsolevaluation metadata or COCO json."),
+    protocol: list[str] = typer.Option(None, "--protocol", help="cam (the paper's Table 3) and/or wsol (MaxBoxAccV2, PxAP)."),
+    method: str = typer.Option("gradcam", help="CAM method (a gradient method for the wsol protocol)."),
+    topk: int = typer.Option(5, min=1, help="Classes per image for top-k loc."),
+    cam_ratio: float = typer.Option(0.15, min=0.0, max=1.0, help="Grad-CAM box threshold as a fraction of the max."),
+    limit: int = typer.Option(None, min=1, help="Only the first N images (quick looks)."),
+    images: int = typer.Option(1000, min=10, help="Demo split size when --data is not given."),
+    batch_size: int = typer.Option(16, min=1),
+    workers: int = typer.Option(2, min=0, help="Image-decoding processes."),
+    box_workers: int = typer.Option(max(0, (os.cpu_count() or 1) - 3), min=0,
+                                    help="Box-extraction processes (0: in the main process)."),
+    out: str = typer.Option("tdviz_wsol", help="Output folder (results.json, results.csv, records.jsonl)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
+    save_maps: str = typer.Option(None, "--save-maps", help="Folder to keep every image's per-step maps (npz)."),
+    device: str = typer.Option("cuda" if __import__("torch").cuda.is_available() else "cpu"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Weakly-supervised localization per model and per step: the paper's Table 3 and wsolevaluation's metrics."""
+    from tdviz.loading import resolve_model
+    from tdviz.models.demo_zoo import DEMO_MODELS
+    from tdviz.wsol.annotations import load_wsol_dataset
+    from tdviz.wsol.evaluate import PROTOCOLS, WsolConfig, demo_wsol_dataset, run_wsol
+
+    protocols = tuple(protocol or PROTOCOLS)
+    bad = [p for p in protocols if p not in PROTOCOLS]
+    if bad:
+        raise TdvizError(f"--protocol {bad[0]} is unknown: use cam and/or wsol.")
+    names = list(model or DEMO_MODELS)
+    if weights and len(weights) != len(names):
+        raise TdvizError(f"Got {len(weights)} --weights for {len(names)} --model: give one checkpoint per model.")
+    nets = {}
+    for i, name in enumerate(names):
+        net, note = resolve_model(name, weights[i] if weights else None)
+        nets[name] = net.to(device)
+        Console(stderr=True).print(f"model: {note}", highlight=False)
+    if data is None and boxes is None:
+        dataset = demo_wsol_dataset(images, workers)
+    elif boxes is None:
+        raise TdvizError("--data needs --boxes (an XML folder, LOC_val_solution.csv, wsolevaluation metadata or COCO json).")
+    else:
+        dataset = load_wsol_dataset(boxes, images_root=data)
+    cfg = WsolConfig(protocols=protocols, topk=topk, cam_ratio=cam_ratio, method=method, batch_size=batch_size,
+                     limit=limit)
+    results = run_wsol(nets, dataset, out, cfg, resume=resume, save_maps=save_maps, workers=workers,
+                       progress=not as_json, box_workers=box_workers)
+    if as_json:
+        print(json.dumps(results, indent=2))
+        return
+    cols = [("top1_loc", "top-1 loc"), ("top5_loc", "top-5 loc"), ("gt_known_loc", "GT-known loc"),
+            ("maxboxacc_v2", "MaxBoxAccV2"), ("pxap", "PxAP"), ("top1_cls", "top-1 cls")]
+    table = Table(title=f"WSOL, {results['images']} images (%; step 'mc' = most confident step)")
+    table.add_column("model")
+    table.add_column("step")
+    for _, label in cols:
+        table.add_column(label, justify="right")
+    for name, steps in results["models"].items():
+        for step, row in steps.items():
+            table.add_row(name, step, *[f"{row[c]:.2f}" if row.get(c) is not None else "-" for c, _ in cols])
+    console.print(table)
+    for problem in results["skipped"][:20]:
+        Console(stderr=True).print(f"[yellow]skipped:[/yellow] {problem}", highlight=False, soft_wrap=True)
+    if len(results["skipped"]) > 20:
+        Console(stderr=True).print(f"... and {len(results['skipped']) - 20} more skipped", highlight=False)
+    console.print(f"results: {Path(out) / 'results.json'}", highlight=False)
 
 
 def main() -> None:  # pragma: no cover - console entry point

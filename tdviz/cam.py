@@ -175,12 +175,15 @@ def _method_instance(method: str, view: nn.Module, module: nn.Module):
 
 def step_cams(model: nn.Module, images: Tensor, layer: str | None = None, method: str = "gradcam",
               classes: str | Sequence[int] = "topk", k: int = 1, labels: Tensor | None = None,
-              fast: bool = True) -> StepCams:
+              fast: bool = True, append_labels: Tensor | None = None, normalize: bool = True) -> StepCams:
     """CAMs of ``images`` [B, 3, H, W] for every computation step of ``model``.
 
     ``layer`` defaults to the model's feature layer; ``method`` is any grad-cam method name
     (:data:`METHODS`); ``classes``/``k``/``labels`` choose the maps' classes (see
     :func:`select_classes`). ``fast=False`` forces grad-cam itself for every step and class.
+    ``append_labels`` [B] adds one more map per step for these classes (e.g. the ground truth
+    next to the top-5), from the same forward pass. ``normalize=False`` skips the input-size
+    maps (``maps`` is then ``None``) when only ``raw`` is needed (fast paths only).
     """
     method = method.lower()
     if method not in METHODS:
@@ -189,17 +192,25 @@ def step_cams(model: nn.Module, images: Tensor, layer: str | None = None, method
     module = _resolve_layers(model, [layer])[layer]
     size = tuple(images.shape[-2:])
     fast_ok = fast and (method in GRADIENT_METHODS or method in ACTIVATION_METHODS)
+    pick = lambda logits: _with_labels(select_classes(logits, classes, k, labels), append_labels)  # noqa: E731
     if fast_ok:
-        return _fast_cams(model, images, layer, module, method, classes, k, labels, size)
-    return _gradcam_cams(model, images, layer, module, method, classes, k, labels, size)
+        return _fast_cams(model, images, layer, module, method, pick, size, normalize)
+    return _gradcam_cams(model, images, layer, module, method, pick, size)
 
 
-def _fast_cams(model, images, layer, module, method, classes, k, labels, size) -> StepCams:
+def _with_labels(cls: Tensor, extra: Tensor | None) -> Tensor:
+    if extra is None:
+        return cls
+    b, t, _ = cls.shape
+    return torch.cat([cls, extra.to(cls.device).reshape(b, 1, 1).expand(b, t, 1)], 2)
+
+
+def _fast_cams(model, images, layer, module, method, pick, size, normalize=True) -> StepCams:
     head = _linear_head(model, module) if method in GRADIENT_METHODS else None
     need_autograd = method in GRADIENT_METHODS and head is None
     out = run_steps(model, images, layers=[layer], grad=need_autograd)
     logits = out.logits.detach()
-    cls = select_classes(logits, classes, k, labels)
+    cls = pick(logits)
     b, t, kk = cls.shape
     raws = []
     with _eval_mode(model), contextlib.ExitStack() as stack:
@@ -220,7 +231,7 @@ def _fast_cams(model, images, layer, module, method, classes, k, labels, size) -
                 per_class.append(_weighted_map(inst, method, images, module, acts.detach(), grads, c))
             raws.append(torch.stack(per_class, 1))
     raw = torch.stack(raws, 1)  # [B, T, K, h, w]
-    maps = normalize_maps(raw.flatten(0, 2), size).reshape(b, t, kk, *size)
+    maps = normalize_maps(raw.flatten(0, 2), size).reshape(b, t, kk, *size) if normalize else None
     scores = logits.softmax(-1).gather(2, cls)
     path = "closed-form" if head is not None else "one-forward"
     return StepCams(maps, raw, cls, scores, logits, method, layer, path)
@@ -239,10 +250,10 @@ def _weighted_map(inst, method: str, images: Tensor, module: nn.Module, acts: Te
     return torch.from_numpy(np.maximum(np.asarray(cam, dtype=np.float32), 0)).to(acts.device)
 
 
-def _gradcam_cams(model, images, layer, module, method, classes, k, labels, size) -> StepCams:
+def _gradcam_cams(model, images, layer, module, method, pick, size) -> StepCams:
     with torch.no_grad():
         logits = run_steps(model, images).logits
-    cls = select_classes(logits, classes, k, labels)
+    cls = pick(logits)
     b, t, kk = cls.shape
     maps = torch.empty(b, t, kk, *size, device=images.device)
     with _eval_mode(model):

@@ -1,0 +1,93 @@
+"""`tdviz wsol` end to end on the demo split: every annotation format, resuming after a kill."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tdviz.demo import make_demo_split
+from tdviz.models.demo_zoo import load_demo_model
+from tdviz.wsol.annotations import demo_class_index, load_wsol_dataset
+from tdviz.wsol.evaluate import WsolConfig, run_wsol
+
+
+@pytest.fixture(scope="module")
+def split(tmp_path_factory):
+    return make_demo_split(tmp_path_factory.mktemp("demo") / "split", n=24, seed=3, workers=1)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_demo_model("demo_resnet_tdjoint")
+
+
+SOURCES = {
+    "xml": lambda s: load_wsol_dataset(s / "boxes_xml", images_root=s / "images", class_index=demo_class_index()),
+    "csv": lambda s: load_wsol_dataset(s / "LOC_val_solution.csv", images_root=s / "images",
+                                       class_index=demo_class_index()),
+    "wsolevaluation": lambda s: load_wsol_dataset(s / "wsol" / "box"),
+    "coco": lambda s: load_wsol_dataset(s / "instances_val.json"),
+}
+
+
+def test_every_annotation_format_gives_the_same_metrics(split, model, tmp_path):
+    results = {}
+    for kind, load in SOURCES.items():
+        data = load(split)
+        assert len(data) == 24 and not data.problems, (kind, data.problems[:2])
+        out = run_wsol({"td": model}, data, tmp_path / kind, WsolConfig(batch_size=8), workers=0, progress=False)
+        results[kind] = out["models"]
+    first = results["xml"]
+    assert first["td"]["2"]["n"] == 24 and set(first["td"]) == {"1", "2", "mc"}
+    for kind, res in results.items():
+        assert res == first, kind
+
+
+def test_records_and_csv(split, model, tmp_path):
+    data = SOURCES["xml"](split)
+    run_wsol({"td": model}, data, tmp_path, WsolConfig(batch_size=8, limit=10), workers=0, progress=False,
+             save_maps=tmp_path / "maps")
+    records = [json.loads(line) for line in (tmp_path / "records.jsonl").read_text().splitlines()]
+    assert len(records) == 10 and len(records[0]["models"]["td"]["steps"]) == 2
+    assert len(records[0]["models"]["td"]["steps"][0]["top5"]) == 5
+    assert (tmp_path / "results.csv").read_text().splitlines()[0].startswith("model,step,top1_cls")
+    assert len(list((tmp_path / "maps").glob("*.npz"))) == 10
+
+
+def test_killed_run_resumes_to_the_same_results(split, tmp_path):
+    env = dict(os.environ, TDVIZ_CACHE=str(tmp_path / "cache"))
+    base = [sys.executable, "-m", "tdviz_cli.main", "wsol", "--model", "demo_resnet_tdjoint", "--data",
+            str(split / "images"), "--boxes", str(split / "boxes_xml"), "--batch-size", "2", "--workers", "0",
+            "--box-workers", "0", "--json"]
+    clean = subprocess.run(base + ["--out", str(tmp_path / "clean")], capture_output=True, text=True, env=env,
+                           timeout=300)
+    assert clean.returncode == 0, clean.stderr
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(base + ["--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    records = out / "records.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (records.exists() and records.read_text().count("\n") >= 4):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "results.json").exists(), "the run finished before it could be killed"
+    resumed = subprocess.run(base + ["--out", str(out), "--resume"], capture_output=True, text=True, env=env,
+                             timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads((out / "results.json").read_text()) == json.loads((tmp_path / "clean" / "results.json").read_text())
+    lines = (out / "records.jsonl").read_text().splitlines()
+    assert len(lines) == 24 and len({json.loads(x)["image_id"] for x in lines}) == 24
+
+
+def test_resume_with_other_settings_is_refused(split, model, tmp_path):
+    data = SOURCES["xml"](split)
+    run_wsol({"td": model}, data, tmp_path, WsolConfig(batch_size=8, limit=8), workers=0, progress=False)
+    from tdviz.errors import TdvizError
+
+    with pytest.raises(TdvizError, match="other settings"):
+        run_wsol({"td": model}, data, tmp_path, WsolConfig(batch_size=8, limit=8, topk=3), resume=True, workers=0,
+                 progress=False)
