@@ -91,3 +91,11 @@ def test_resume_with_other_settings_is_refused(split, model, tmp_path):
     with pytest.raises(TdvizError, match="other settings"):
         run_wsol({"td": model}, data, tmp_path, WsolConfig(batch_size=8, limit=8, topk=3), resume=True, workers=0,
                  progress=False)
+
+
+def test_box_worker_pool_gives_the_same_results(split, model, tmp_path):
+    data = SOURCES["xml"](split)
+    inline = run_wsol({"td": model}, data, tmp_path / "inline", WsolConfig(batch_size=8), workers=0, progress=False)
+    pooled = run_wsol({"td": model}, data, tmp_path / "pool", WsolConfig(batch_size=8), workers=1, progress=False,
+                      box_workers=2)
+    assert pooled == inline

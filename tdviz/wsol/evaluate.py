@@ -145,11 +145,11 @@ class _HostCams:
         self.logits = cams.logits.float().cpu()
 
 
-def _add_histograms(meter: PxAPMeter, true: np.ndarray, false: np.ndarray) -> None:
-    """PxAPMeter.update for histograms a worker computed from the same score map."""
-    meter.hist_true += true
-    meter.hist_false += false
-    meter.n += 1
+def _single_threaded() -> None:
+    """Box workers run OpenCV on one thread each: N workers x OpenCV's default of one thread per
+    core oversubscribes the machine. (torch's thread count is left alone: changing it in a forked
+    child of a process that already ran OpenMP can deadlock.)"""
+    cv2.setNumThreads(1)
 
 
 class WsolRun:
@@ -214,7 +214,7 @@ class WsolRun:
         """
         from concurrent.futures import ProcessPoolExecutor
 
-        self.pool = ProcessPoolExecutor(box_workers) if box_workers > 0 else None
+        self.pool = ProcessPoolExecutor(box_workers, initializer=_single_threaded) if box_workers > 0 else None
         try:
             return self._run(workers, progress, stop_after)
         finally:
@@ -344,7 +344,7 @@ class WsolRun:
                     ms["maxboxacc_v2"].update_ious(ext["v2"][t])
                     ms["maxboxacc"].update_ious(ext["v1"][t])
                     if ext["hist"] and "pxap" in ms:
-                        _add_histograms(ms["pxap"], *ext["hist"][t])
+                        ms["pxap"].update_histograms(*ext["hist"][t])
             if cam is not None:
                 boxes = ext["cam_boxes"][t]
                 step_rec.update(top5=cam.class_ids[b, t, :k].tolist(),
