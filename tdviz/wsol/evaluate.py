@@ -147,8 +147,7 @@ class _HostCams:
 
 def _single_threaded() -> None:
     """Box workers run OpenCV on one thread each: N workers x OpenCV's default of one thread per
-    core oversubscribes the machine. (torch's thread count is left alone: changing it in a forked
-    child of a process that already ran OpenMP can deadlock.)"""
+    core oversubscribes the machine."""
     cv2.setNumThreads(1)
 
 
@@ -214,7 +213,12 @@ class WsolRun:
         """
         from concurrent.futures import ProcessPoolExecutor
 
-        self.pool = ProcessPoolExecutor(box_workers, initializer=_single_threaded) if box_workers > 0 else None
+        import multiprocessing
+
+        # spawn, not fork: a forked child inherits the parent's OpenCV/OpenMP thread pools in
+        # whatever state they are, and can deadlock in them
+        self.pool = (ProcessPoolExecutor(box_workers, mp_context=multiprocessing.get_context("spawn"),
+                                         initializer=_single_threaded) if box_workers > 0 else None)
         try:
             return self._run(workers, progress, stop_after)
         finally:
