@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import functools
-import os
-from pathlib import Path
 import json
+import os
 import sys
+from pathlib import Path
 
 import typer
 from rich.console import Console

@@ -18,10 +18,9 @@ and the same min-max once more.
 from __future__ import annotations
 
 import contextlib
+import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-import importlib
 
 import numpy as np
 import torch
@@ -192,7 +191,7 @@ def step_cams(model: nn.Module, images: Tensor, layer: str | None = None, method
     module = _resolve_layers(model, [layer])[layer]
     size = tuple(images.shape[-2:])
     fast_ok = fast and (method in GRADIENT_METHODS or method in ACTIVATION_METHODS)
-    pick = lambda logits: _with_labels(select_classes(logits, classes, k, labels), append_labels)  # noqa: E731
+    pick = lambda logits: _with_labels(select_classes(logits, classes, k, labels), append_labels)
     if fast_ok:
         return _fast_cams(model, images, layer, module, method, pick, size, normalize)
     return _gradcam_cams(model, images, layer, module, method, pick, size)

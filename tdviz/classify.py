@@ -100,6 +100,6 @@ def evaluate_classification(models: dict[str, torch.nn.Module], dataset: ImageFo
             advance(len(bad) + (0 if images is None else len(images)))
     if seen == 0:
         raise TdvizError(f"No image of {len(dataset)} could be read; first problem: {skipped[0] if skipped else '-'}")
-    pct = lambda v: round(100.0 * float(v) / seen, 2)  # noqa: E731
+    pct = lambda v: round(100.0 * float(v) / seen, 2)
     return [StepAccuracy(n, [pct(v) for v in counts[n][0]], [pct(v) for v in counts[n][1]], pct(mc[n]), seen, skipped)
             for n in models]

@@ -191,7 +191,7 @@ class Preprocess:
         """A box [x0, y0, x1, y1] in original pixels -> the model input frame (clipped)."""
         sx, sy, ox, oy = self.geometry(width, height)
         x0, y0, x1, y1 = box
-        clip = lambda v: float(min(max(v, 0.0), self.size))  # noqa: E731
+        clip = lambda v: float(min(max(v, 0.0), self.size))
         return [clip(x0 * sx - ox), clip(y0 * sy - oy), clip(x1 * sx - ox), clip(y1 * sy - oy)]
 
     def box_to_original(self, box: Sequence[float], width: int, height: int) -> list[float]:

@@ -8,11 +8,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import cv2  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import cv2
+import matplotlib.pyplot as plt
+import numpy as np
 
-from .images import Preprocess  # noqa: E402
+from .images import Preprocess
 
 
 def model_view(image: np.ndarray, preprocess: Preprocess) -> np.ndarray:

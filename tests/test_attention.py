@@ -2,7 +2,7 @@ import math
 
 import pytest
 import torch
-import torch.nn as nn
+from torch import nn
 
 from tdviz.models.attention import (
     FCA_TOP16,

@@ -11,7 +11,12 @@ import tdviz
 from tdviz.demo import CLASS_NAMES
 from tdviz.demo.canvas import load_source, render_sample
 from tdviz.demo.dataset import to_tensor
-from tdviz.models.demo_zoo import DEMO_CLASSES, DEMO_MODELS, WEIGHTS_DIR, load_demo_model
+from tdviz.models.demo_zoo import (
+    DEMO_CLASSES,
+    DEMO_MODELS,
+    WEIGHTS_DIR,
+    load_demo_model,
+)
 
 
 def test_shipped_zoo_is_complete_and_small():

@@ -3,11 +3,10 @@
 import pytest
 import timm
 import torch
+from conftest import layout_files, load_layout
 
 import tdviz
 from tdviz.complexity import count_parameters
-
-from conftest import layout_files, load_layout
 
 # layout file -> (registry name, overrides)
 LAYOUT_MODELS = {

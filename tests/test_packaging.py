@@ -1,7 +1,8 @@
 """Every subpackage of tdviz is listed in pyproject.toml, so a non-editable install has it all."""
 
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 

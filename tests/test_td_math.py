@@ -22,7 +22,7 @@ def _randomize(module):
 
 def hand_searchlight(att, top, bottom, attention):
     """Eq. 4 (joint) or eq. 5 (top) written out with matrices."""
-    relu = lambda v: v.clamp_min(0)  # noqa: E731
+    relu = lambda v: v.clamp_min(0)
     pt = top.mean((2, 3))
     if attention == "joint":
         wt = att.Ug_top_mlp[0].weight[:, :, 0, 0]
@@ -50,7 +50,7 @@ def bn(block, name, k, x):
 
 
 def hand_bottleneck(block, x, steps, m, attention):
-    conv = lambda name, v: F.conv2d(v, getattr(block, name).weight, stride=getattr(block, name).stride,  # noqa: E731
+    conv = lambda name, v: F.conv2d(v, getattr(block, name).weight, stride=getattr(block, name).stride,
                                     padding=getattr(block, name).padding)
     a1 = F.relu(bn(block, "bn1", 0, conv("conv1", x)))
     a2 = F.relu(bn(block, "bn2", 0, conv("conv2", a1)))
@@ -72,7 +72,7 @@ def hand_bottleneck(block, x, steps, m, attention):
 
 
 def hand_basic(block, x, steps, m, attention):
-    conv = lambda name, v: F.conv2d(v, getattr(block, name).weight, stride=getattr(block, name).stride,  # noqa: E731
+    conv = lambda name, v: F.conv2d(v, getattr(block, name).weight, stride=getattr(block, name).stride,
                                     padding=1)
     a1 = F.relu(bn(block, "bn1", 0, conv("conv1", x)))
     top = bn(block, "bn2", 0, conv("conv2", a1))

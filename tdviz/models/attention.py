@@ -17,17 +17,17 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 __all__ = [
-    "SEModule",
+    "FCA_TOP16",
     "CBAMModule",
     "ECAModule",
     "FCAModule",
+    "SEModule",
     "eca_kernel_size",
     "fca_dct_size",
-    "FCA_TOP16",
     "make_attention",
 ]
 

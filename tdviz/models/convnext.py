@@ -73,7 +73,9 @@ class Block(nn.Module):
         self.gamma = (nn.Parameter(layer_scale_init_value * torch.ones(dim))
                       if layer_scale_init_value > 0 else None)
         if drop_path > 0:
-            from torchvision.ops import StochasticDepth  # imported only when training with drop-path
+            from torchvision.ops import (
+                StochasticDepth,  # imported only when training with drop-path
+            )
 
             self.drop_path = StochasticDepth(drop_path, "row")
         else:

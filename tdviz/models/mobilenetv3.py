@@ -41,7 +41,7 @@ from torch import Tensor, nn
 from .base import SteppedModel
 from .registry import ModelSpec, register
 from .resnet import TDConfig
-from .td import TDAttention, check_steps, per_step_norms
+from .td import TDAttention, check_steps, per_step_norms, run_td_passes
 
 #: (in, kernel, expanded, out, use_se, activation, stride) of torchvision's mobilenet_v3_large.
 LARGE_CONFIG = (
@@ -85,7 +85,10 @@ class InvertedResidual(nn.Module):
 
     def __init__(self, in_ch: int, kernel: int, expanded: int, out_ch: int, use_se: bool, activation: str,
                  stride: int, td: TDConfig | None = None) -> None:
-        from torchvision.ops.misc import Conv2dNormActivation, SqueezeExcitation  # ~1 s: only when built
+        from torchvision.ops.misc import (  # ~1 s: only when built
+            Conv2dNormActivation,
+            SqueezeExcitation,
+        )
 
         super().__init__()
         if stride not in (1, 2):
@@ -153,14 +156,8 @@ class InvertedResidual(nn.Module):
             return result
         steps = check_steps(steps, self.td_steps, type(self).__name__)
         top, bottom = self._run(x, 0, 0)
-        if self.td_m == 0:
-            bottom = top
-        for k in range(1, steps):
-            bottom = self.RA_block(top, bottom, step=k)
-            if self.td_m == 0:
-                top = bottom
-            else:
-                top, _ = self._run(bottom, len(self._chain) - self.td_m, k)
+        start = len(self._chain) - self.td_m
+        top = run_td_passes(self, top, bottom, steps, lambda b, k: self._run(b, start, k)[0])
         return top + x if self.use_res_connect else top
 
 

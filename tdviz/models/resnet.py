@@ -14,7 +14,15 @@ from torch import Tensor, nn
 
 from .attention import make_attention
 from .base import SteppedModel
-from .td import ATTENTIONS, ORDERS, TDAttention, check_steps, norm_at, per_step_norms
+from .td import (
+    ATTENTIONS,
+    ORDERS,
+    TDAttention,
+    check_steps,
+    norm_at,
+    per_step_norms,
+    run_td_passes,
+)
 
 
 @dataclass(frozen=True)
@@ -77,14 +85,8 @@ class _TDResidual(nn.Module):
             top = self.attn(top)
         if hasattr(self, "td_steps"):
             steps = check_steps(steps, self.td_steps, type(self).__name__)
-            if self.td_m == 0:
-                bottom = top
-            for k in range(1, steps):
-                bottom = self.RA_block(top, bottom, step=k)
-                if self.td_m == 0:
-                    top = bottom
-                else:
-                    top, _ = self._chain(bottom, len(self._convs) - self.td_m, k)
+            start = len(self._convs) - self.td_m
+            top = run_td_passes(self, top, bottom, steps, lambda b, k: self._chain(b, start, k)[0])
         return self.relu(top + shortcut)
 
 

@@ -130,6 +130,20 @@ class TDAttention(nn.Module):
         return out
 
 
+def run_td_passes(block: nn.Module, top: Tensor, bottom: Tensor | None, steps: int, rerun) -> Tensor:
+    """The step loop of a TD block: ``steps - 1`` attention passes, each followed by a re-run.
+
+    ``rerun(bottom, k)`` recomputes the top map from the modulated bottom map with pass k's norms.
+    With feedback distance 0 (``block.td_m == 0``) the top map itself is modulated, nothing re-run.
+    """
+    if block.td_m == 0:
+        bottom = top
+    for k in range(1, steps):
+        bottom = block.RA_block(top, bottom, step=k)
+        top = bottom if block.td_m == 0 else rerun(bottom, k)
+    return top
+
+
 def check_steps(steps: int | None, max_steps: int, where: str) -> int:
     """Validate a per-call step count against a block's T."""
     if steps is None:

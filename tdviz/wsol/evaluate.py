@@ -211,9 +211,8 @@ class WsolRun:
 
         ``workers`` processes decode images; ``box_workers`` processes extract boxes (0: inline).
         """
-        from concurrent.futures import ProcessPoolExecutor
-
         import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
 
         # spawn, not fork: a forked child inherits the parent's OpenCV/OpenMP thread pools in
         # whatever state they are, and can deadlock in them
