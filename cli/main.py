@@ -205,6 +205,62 @@ def wsol(
     console.print(f"results: {Path(out) / 'results.json'}", highlight=False)
 
 
+@app.command()
+@user_errors
+def selectivity(
+    model: list[str] = typer.Option(None, "--model", help="Model(s) (default: the whole demo zoo)."),
+    weights: list[str] = typer.Option(None, "--weights", help="Checkpoint per --model, in the same order."),
+    data: str = typer.Option(None, help="ImageFolder root (default: the demo validation split)."),
+    layer: list[str] = typer.Option(None, "--layer", help="Layer(s) to measure (default: the feature layer)."),
+    images: int = typer.Option(1000, min=10, help="Demo split size when --data is not given."),
+    out: str = typer.Option("tdviz_selectivity", help="Folder for selectivity.json and the plots."),
+    workers: int = typer.Option(2, min=0),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Channel selectivity per model, layer and computation step (class selectivity index, Gini,
+    Hoyer, 90%-mass fraction, CAM focus)."""
+    from tdviz.classify import ImageFolderDataset
+    from tdviz.images import Preprocess
+    from tdviz.loading import resolve_model
+    from tdviz.models.demo_zoo import DEMO_MODELS
+    from tdviz.selectivity import TABLE_COLUMNS, plot_distributions, run_selectivity, selectivity_table_rows
+
+    names = list(model or DEMO_MODELS)
+    if weights and len(weights) != len(names):
+        raise TdvizError(f"Got {len(weights)} --weights for {len(names)} --model: give one checkpoint per model.")
+    nets = {n: resolve_model(n, weights[i] if weights else None)[0] for i, n in enumerate(names)}
+    if data is None:
+        from tdviz.demo import make_demo_split
+
+        root = make_demo_split(n=images, workers=workers) / "images"
+    else:
+        root = data
+    modes = {getattr(m, "tdviz_preprocess", "resize_crop") for m in nets.values()}
+    if len(modes) > 1:
+        raise TdvizError("These models were trained with different preprocessing; measure them in separate calls.")
+    dataset = ImageFolderDataset(root, Preprocess(mode=modes.pop()))
+    results, skipped = run_selectivity(nets, dataset, layer or None, workers=workers, progress=not as_json)
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    payload = {"images": len(dataset) - len(skipped), "skipped": skipped,
+               "results": [{"model": m, "layer": lay, "step": t, **r.to_dict()} for (m, lay, t), r in results.items()]}
+    (out_dir / "selectivity.json").write_text(json.dumps(payload, indent=1))
+    plots = plot_distributions(results, out_dir / "selectivity")
+    if as_json:
+        print(json.dumps(payload, indent=2))
+    else:
+        table = Table(title=f"Channel selectivity, {payload['images']} images (median \\[q1-q3])")
+        for col in TABLE_COLUMNS:
+            table.add_column(col)
+        for row in selectivity_table_rows(results):
+            table.add_row(*row)
+        console.print(table)
+        console.print(f"results: {out_dir / 'selectivity.json'}; plots: {', '.join(str(p) for p in plots)}",
+                      highlight=False)
+    for problem in skipped:
+        Console(stderr=True).print(f"[yellow]skipped:[/yellow] {problem}", highlight=False, soft_wrap=True)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

@@ -372,3 +372,40 @@ def plot_distributions(results: Mapping[tuple[str, str, int], SelectivityResult]
         written.append(path)
     plt.close(fig)
     return written
+
+
+
+def run_selectivity(models: Mapping, dataset, layers: Sequence[str] | None = None, batch_size: int = 50,
+                    workers: int = 2, progress: bool = True) -> tuple[dict[tuple[str, str, int], SelectivityResult],
+                                                                        list[str]]:
+    """Stream ``dataset`` (a :class:`tdviz.classify.ImageFolderDataset`) through every model and
+    measure each of ``layers`` (default: the model's feature layer) at each computation step, with
+    the focus of each step's top-1 Grad-CAM. Returns ``{(model, layer, step): result}`` and one
+    message per unreadable image (skipped)."""
+    from torch.utils.data import DataLoader
+
+    from .cam import default_layer, step_cams
+    from .classify import _collate
+    from .progress import image_progress
+    from .steps import run_steps
+
+    chosen = {n: list(layers) if layers else [default_layer(m)] for n, m in models.items()}
+    meters: dict[tuple[str, str, int], SelectivityMeter] = {}
+    skipped: list[str] = []
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=_collate)
+    with image_progress("selectivity", len(dataset), progress) as advance:
+        for images, labels, _, bad in loader:
+            skipped += [msg for _, msg in bad]
+            if images is not None:
+                for name, model in models.items():
+                    x = images.to(next(model.parameters()).device)
+                    acts_by_layer = run_steps(model, x, layers=chosen[name]).activations
+                    maps = step_cams(model, x, classes="topk", k=1).maps[:, :, 0].cpu()
+                    for layer, acts in acts_by_layer.items():
+                        for t in range(acts.shape[1]):
+                            key = (name, layer, t + 1)
+                            if key not in meters:
+                                meters[key] = SelectivityMeter(len(dataset.classes), acts.shape[2])
+                            meters[key].update(acts[:, t].float().cpu(), labels, maps[:, min(t, maps.shape[1] - 1)])
+            advance(len(bad) + (0 if images is None else len(images)))
+    return {k: m.result() for k, m in meters.items()}, skipped
