@@ -1,0 +1,96 @@
+"""build_gallery: 2 demo models, 3 demo images + 1 corrupt file."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from tdviz.demo import make_demo_split
+from tdviz.gallery import build_gallery
+from tdviz.models.demo_zoo import load_demo_model
+from tdviz.wsol.annotations import demo_class_index, load_wsol_dataset
+
+MODELS = ("demo_resnet", "demo_resnet_tdtop")  # 1 step and 2 steps
+
+
+@pytest.fixture(scope="module")
+def gallery(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gallery")
+    split = make_demo_split(root / "split", n=3, seed=0, workers=1)
+    data = load_wsol_dataset(
+        split / "boxes_xml",
+        images_root=split / "images",
+        class_index=demo_class_index(),
+    )
+    bad = root / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
+    images = [(s.path, s.label, s.boxes) for s in data.samples]
+    images.insert(1, (bad, None, None))
+    models = {name: load_demo_model(name) for name in MODELS}
+    return build_gallery(
+        models, images, root / "out", title="test", progress=False
+    ), images
+
+
+def test_figures_and_problems(gallery):
+    report, _ = gallery
+    assert len(report.figures) == 3
+    for fig in report.figures:
+        assert fig.png.stat().st_size > 10_000 and fig.pdf.stat().st_size > 10_000
+        assert fig.png.parent == report.out_dir / "figures"
+    assert len(report.problems) == 1
+    assert "broken.png" in report.problems[0]
+    assert report.problems[0].count(". ") <= 2 and report.problems[0].endswith(".")
+
+
+def test_grid_predictions_and_ious(gallery):
+    report, _ = gallery
+    for fig in report.figures:
+        assert fig.grid == (
+            2,
+            3,
+        )  # a row per model; the input column + 2 steps (TD-top)
+        assert [len(p) for p in fig.predictions.values()] == [1, 2]
+        for ious in fig.ious.values():
+            assert all(iou is not None and 0.0 <= iou <= 1.0 for iou in ious)
+        assert fig.change is not None and fig.change >= 0
+        for name, conf in (p for preds in fig.predictions.values() for p in preds):
+            assert isinstance(name, str) and 0.0 <= conf <= 1.0
+
+
+def test_page_and_contact_sheet(gallery):
+    report, _ = gallery
+    assert (
+        report.contact_sheet.is_file() and report.contact_sheet.stat().st_size > 10_000
+    )
+    page = report.index_html.read_text(encoding="utf-8")
+    data = json.loads(
+        re.search(
+            r'<script type="application/json" id="gallery-data">(.*?)</script>',
+            page,
+            re.DOTALL,
+        ).group(1)
+    )
+    assert len(data) == 3
+    assert all(it["models"] == list(MODELS) for it in data)
+    assert all(isinstance(it["correct"], bool) for it in data)
+
+
+def test_no_gt_boxes_gives_no_iou(tmp_path, gallery):
+    _, images = gallery
+    path = images[0][0]
+    report = build_gallery(
+        {"m": load_demo_model("demo_resnet")},
+        [(path, None, None)],
+        tmp_path,
+        progress=False,
+    )
+    (fig,) = report.figures
+    assert (
+        fig.grid == (1, 2)
+        and fig.ious["m"] == [None]
+        and fig.correct is False
+        and fig.change is None
+    )
