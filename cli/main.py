@@ -261,6 +261,45 @@ def selectivity(
         Console(stderr=True).print(f"[yellow]skipped:[/yellow] {problem}", highlight=False, soft_wrap=True)
 
 
+@app.command()
+@user_errors
+def gallery(
+    model: list[str] = typer.Option(None, "--model", help="Model(s), a row each (default: the whole demo zoo)."),
+    weights: list[str] = typer.Option(None, "--weights", help="Checkpoint per --model, in the same order."),
+    images: list[str] = typer.Option(None, "--images", help="Image files, folders or globs."),
+    demo: bool = typer.Option(False, "--demo", help="Use the demo validation split (with its boxes)."),
+    n: int = typer.Option(12, min=1, help="Images from the demo split with --demo."),
+    two_objects: bool = typer.Option(False, "--two-objects", help="With --demo: the two-object split."),
+    method: str = typer.Option("gradcam", help="CAM method."),
+    out: str = typer.Option("tdviz_gallery", help="Output folder (figures/, contact sheet, index.html)."),
+) -> None:
+    """Figure galleries: per image a row per model and a column per step, PNG/PDF, and an offline
+    index.html with filters (open it in any browser)."""
+    from tdviz.gallery import build_gallery, demo_gallery
+    from tdviz.images import expand_inputs
+    from tdviz.loading import resolve_model
+    from tdviz.models.demo_zoo import DEMO_MODELS
+
+    if demo == bool(images):
+        raise TdvizError("Pass either --demo or --images DIR (one of the two).")
+    names = list(model or DEMO_MODELS)
+    if weights and len(weights) != len(names):
+        raise TdvizError(f"Got {len(weights)} --weights for {len(names)} --model: give one checkpoint per model.")
+    nets = {name: resolve_model(name, weights[i] if weights else None)[0] for i, name in enumerate(names)}
+    if demo:
+        report = demo_gallery(out, n=n, models=nets, two_objects=two_objects)
+    else:
+        files, problems = expand_inputs(images)
+        report = build_gallery(nets, [(f, None, None) for f in files], out, method=method)
+        report.problems[:0] = problems
+    console.print(f"{len(report.figures)} figures; page: {report.index_html}; contact sheet: {report.contact_sheet}",
+                  highlight=False)
+    for problem in report.problems:
+        Console(stderr=True).print(f"[yellow]skipped:[/yellow] {problem}", highlight=False, soft_wrap=True)
+    if report.problems:
+        raise typer.Exit(1)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

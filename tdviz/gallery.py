@@ -303,17 +303,18 @@ def build_gallery(
 
 
 def demo_gallery(
-    out_dir: str | os.PathLike, n: int = 12, seed: int = 0, progress: bool = True
+    out_dir: str | os.PathLike, n: int = 12, seed: int = 0, progress: bool = True,
+    models: dict[str, nn.Module] | None = None, two_objects: bool = False,
 ) -> GalleryReport:
-    """Build a demo split of ``n`` images (``out_dir/split``) and a gallery of the whole
-    demo zoo on it, with the split's GT boxes.
+    """A gallery of the whole demo zoo (or ``models``) on the first ``n`` images of the cached
+    demo validation split, with the split's GT boxes.
     """
     from .demo import make_demo_split
     from .models.demo_zoo import DEMO_MODELS, load_demo_model
     from .wsol.annotations import demo_class_index, load_wsol_dataset
 
     out_dir = Path(out_dir)
-    split = make_demo_split(out_dir / "split", n=n, seed=seed, workers=1)
+    split = make_demo_split(n=n, seed=seed, two_objects=two_objects, workers=1)
     data = load_wsol_dataset(
         split / "boxes_xml",
         images_root=split / "images",
@@ -323,7 +324,7 @@ def demo_gallery(
         (s.path, s.label, s.boxes)
         for s in sorted(data.samples, key=lambda s: s.image_id)
     ]
-    models = {name: load_demo_model(name) for name in DEMO_MODELS}
+    models = models or {name: load_demo_model(name) for name in DEMO_MODELS}
     return build_gallery(
         models,
         images,

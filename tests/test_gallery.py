@@ -94,3 +94,23 @@ def test_no_gt_boxes_gives_no_iou(tmp_path, gallery):
         and fig.correct is False
         and fig.change is None
     )
+
+
+def test_gallery_cli_reports_bad_images(tmp_path):
+    import subprocess
+    import sys
+
+    import numpy as np
+    from PIL import Image
+
+    src = tmp_path / "imgs"
+    src.mkdir()
+    Image.fromarray((np.random.default_rng(0).random((224, 224, 3)) * 255).astype(np.uint8)).save(src / "a.png")
+    (src / "b.png").write_bytes(b"not an image")
+    cmd = [sys.executable, "-m", "tdviz_cli.main", "gallery", "--images", str(src), "--model", "demo_resnet_tdtop",
+           "--out", str(tmp_path / "out")]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 1 and "b.png" in res.stderr and "1 figures" in res.stdout
+    assert (tmp_path / "out" / "index.html").is_file()
+    res = subprocess.run(cmd[:4] + ["--out", str(tmp_path / "x")], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 1 and "either --demo or --images" in res.stderr
