@@ -154,9 +154,9 @@ def _model_row(model: nn.Module, image: np.ndarray, gt, method: str):
 
 
 def _figure(
-    rows: dict, steps: int, title: str, out: Path
+    rows: dict, steps: int, title: str, out: Path, pdf: bool = True
 ) -> tuple[dict, tuple[int, int]]:
-    """Draw the grid (one row per model) and save PNG + PDF; returns per-model IoUs and
+    """Draw the grid (one row per model) and save PNG (+ PDF); returns per-model IoUs and
     the grid shape.
     """
     n = len(rows)
@@ -194,7 +194,8 @@ def _figure(
         ax.set_yticks([])
     fig.suptitle(title, fontsize=8)
     fig.tight_layout()
-    fig.savefig(out.with_suffix(".pdf"), dpi=DPI)
+    if pdf:
+        fig.savefig(out.with_suffix(".pdf"), dpi=DPI)
     # PNG: a 256-colour palette (a third of an RGB PNG's size for these noisy images)
     fig.canvas.draw()
     rgb = Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3])
@@ -203,6 +204,25 @@ def _figure(
     )
     plt.close(fig)
     return ious, (n, steps + 1)
+
+
+def _model_items(rows, stem, head, title, out_dir, label, gt_name, path) -> list[dict]:
+    """One single-row PNG and page item per model, so the page's model filter selects them (the
+    item's PDF is the image's combined figure, which holds the same row)."""
+    items = []
+    for m, row in rows.items():
+        slug = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in m)
+        _figure({m: row}, len(row[1]), f"{title + ': ' if title else ''}{head}",
+                out_dir / "figures" / f"{stem}__{slug}", pdf=False)
+        diffs = [float(np.abs(row[1][t + 1] - row[1][t]).mean()) for t in range(len(row[1]) - 1)]
+        final_name, final_score = row[2][-1], float(row[3][-1])
+        items.append({"image": f"figures/{stem}__{slug}.png", "pdf": f"figures/{stem}.pdf", "model": m,
+                      "models": [m], "class": gt_name or final_name,
+                      "correct": label is not None and int(row[4][-1]) == label,
+                      "change": max(diffs) if diffs else None,
+                      "caption": f"{Path(path).name} - {m}: {final_name} {100 * final_score:.0f}%",
+                      "name": f"{stem} {m}"})
+    return items
 
 
 def build_gallery(
@@ -292,6 +312,8 @@ def build_gallery(
                     "name": stem,
                 }
             )
+            if len(models) > 1:
+                items += _model_items(rows, stem, head, title, out_dir, label, gt_name, path)
     if report.figures:
         report.contact_sheet = contact_sheet(
             [f.png for f in report.figures],

@@ -73,8 +73,10 @@ def test_page_and_contact_sheet(gallery):
             re.DOTALL,
         ).group(1)
     )
-    assert len(data) == 3
-    assert all(it["models"] == list(MODELS) for it in data)
+    combined = [it for it in data if it["models"] == list(MODELS)]
+    own_rows = [it for it in data if len(it["models"]) == 1]
+    assert len(combined) == 3 and len(own_rows) == 3 * len(MODELS)  # one row figure per model
+    assert sorted(it["models"][0] for it in own_rows) == sorted(list(MODELS) * 3)
     assert all(isinstance(it["correct"], bool) for it in data)
 
 
@@ -114,3 +116,23 @@ def test_gallery_cli_reports_bad_images(tmp_path):
     assert (tmp_path / "out" / "index.html").is_file()
     res = subprocess.run(cmd[:4] + ["--out", str(tmp_path / "x")], capture_output=True, text=True, timeout=300)
     assert res.returncode == 1 and "either --demo or --images" in res.stderr
+
+
+def test_real_gallery_page_in_chromium(tmp_path):
+    """The page tdviz builds: loads with no console line, shows every figure, and the model
+    filter changes what is shown (each model's own rows vs. the other's)."""
+    from test_gallery_html import Dom, chromium
+
+    from tdviz.gallery import demo_gallery
+    from tdviz.models.demo_zoo import load_demo_model
+
+    models = {"demo_resnet": load_demo_model("demo_resnet"), "demo_resnet_tdtop": load_demo_model("demo_resnet_tdtop")}
+    report = demo_gallery(tmp_path / "g", n=3, models=models, progress=False)
+    dumped, console = chromium(report.index_html.as_uri(), tmp_path / "profile")
+    assert console == []
+    dom = Dom(dumped)
+    assert len(dom.cards) == 9 and dom.body_attrs.get("data-loaded") == "9" and dom.body_attrs.get("data-failed") == "0"
+    dumped, console = chromium(f"{report.index_html.as_uri()}?model=demo_resnet_tdtop", tmp_path / "profile2")
+    dom = Dom(dumped)
+    assert console == [] and len(dom.shown()) == 6  # 3 combined figures + 3 of its own rows
+    assert all("demo_resnet_tdtop" in c["data-models"] for c in dom.cards if "hidden" not in c)
