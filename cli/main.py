@@ -300,6 +300,54 @@ def gallery(
         raise typer.Exit(1)
 
 
+@app.command()
+@user_errors
+def shift(
+    model: list[str] = typer.Option(None, "--model", help="Model(s) (default: the whole demo zoo)."),
+    weights: list[str] = typer.Option(None, "--weights", help="Checkpoint per --model, in the same order."),
+    data: str = typer.Option(None, help="Images root (with --boxes); default: the two-object demo split."),
+    boxes: str = typer.Option(None, help="COCO json or ILSVRC XML folder with several objects per image."),
+    images: int = typer.Option(500, min=1, help="Two-object demo images when --boxes is not given."),
+    out: str = typer.Option("tdviz_shift", help="Folder for shift.json."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Attention shift: which object each computation step's map localizes, on multi-object images."""
+    from tdviz.loading import resolve_model
+    from tdviz.models.demo_zoo import DEMO_MODELS
+    from tdviz.shift import run_shift
+    from tdviz.wsol.annotations import demo_class_index, load_wsol_dataset
+
+    names = list(model or DEMO_MODELS)
+    if weights and len(weights) != len(names):
+        raise TdvizError(f"Got {len(weights)} --weights for {len(names)} --model: give one checkpoint per model.")
+    nets = {n: resolve_model(n, weights[i] if weights else None)[0] for i, n in enumerate(names)}
+    if boxes is None:
+        from tdviz.demo import make_demo_split
+
+        split = make_demo_split(n=images, two_objects=True)
+        dataset = load_wsol_dataset(split / "boxes_xml", images_root=split / "images", class_index=demo_class_index())
+    else:
+        dataset = load_wsol_dataset(boxes, images_root=data)
+    stats, skipped = run_shift(nets, dataset.samples, progress=not as_json)
+    payload = {"models": {n: s.to_dict() for n, s in stats.items()}, "skipped": dataset.problems + skipped}
+    Path(out).mkdir(parents=True, exist_ok=True)
+    (Path(out) / "shift.json").write_text(json.dumps(payload, indent=1))
+    if as_json:
+        print(json.dumps(payload, indent=2))
+        return
+    table = Table(title="Attention shift between computation steps (fractions of images)")
+    for col in ("model", "localized per step", "changed (of 2+ localizing)", "cover all", "unique maps"):
+        table.add_column(col)
+    for n, s in stats.items():
+        d = s.to_dict()
+        table.add_row(n, ", ".join(f"{v:.3f}" for v in d["localized_per_step"]),
+                      f"{d['frac_changed']:.3f} ({d['n_multi_localized']})", f"{d['frac_cover_all']:.3f}",
+                      f"{d['frac_unique_maps']:.3f}")
+    console.print(table)
+    for problem in payload["skipped"][:10]:
+        Console(stderr=True).print(f"[yellow]skipped:[/yellow] {problem}", highlight=False, soft_wrap=True)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

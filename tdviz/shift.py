@@ -211,3 +211,42 @@ def run_shift_demo(
                 meter.update(step_boxes, s.boxes)
         results[name] = meter.result()
     return results
+
+
+def run_shift(models: dict, samples, batch_size: int = 16, method: str = "gradcam",
+              progress: bool = True) -> tuple[dict[str, ShiftStats], list[str]]:
+    """:class:`ShiftStats` of ``models`` on annotated images with several objects each
+    (``samples``: :class:`tdviz.wsol.annotations.WsolSample` records, e.g. from a COCO json
+    or ILSVRC XML). GT boxes are mapped into each model's input frame; images with fewer
+    than two boxes are skipped and counted, as are unreadable ones."""
+    from .images import ImageError, Preprocess, read_image
+    from .progress import image_progress
+
+    meters = {name: ShiftMeter() for name in models}
+    skipped: list[str] = []
+    usable = []
+    for s in samples:
+        if len(s.boxes) < 2:
+            skipped.append(f"{s.path}: {len(s.boxes)} object(s); the shift analysis needs two or more.")
+        else:
+            usable.append(s)
+    with image_progress("attention shift", len(usable), progress) as advance:
+        for start in range(0, len(usable), batch_size):
+            batch = []
+            for s in usable[start:start + batch_size]:
+                try:
+                    batch.append((s, read_image(s.path)))
+                except ImageError as exc:
+                    skipped.append(str(exc))
+            for name, model in models.items():
+                if not batch:
+                    break
+                pre = Preprocess(mode=getattr(model, "tdviz_preprocess", "resize_crop"))
+                x = torch.stack([pre(img) for _, img in batch]).to(next(model.parameters()).device)
+                gts = [np.asarray([pre.box_to_input([b[0], b[1], b[2] + 1, b[3] + 1], img.shape[1], img.shape[0])
+                                   for b in s.boxes]) - np.array([0, 0, 1, 1]) for s, img in batch]
+                _, boxes = attention_shift(model, x, gts, method=method)
+                for i, gt in enumerate(gts):
+                    meters[name].update(boxes[i], gt)
+            advance(min(batch_size, len(usable) - start))
+    return {name: m.result() for name, m in meters.items()}, skipped
