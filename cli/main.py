@@ -157,8 +157,7 @@ def wsol(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Weakly-supervised localization per model and per step: the paper's Table 3 and wsolevaluation's metrics."""
-    from tdviz.loading import resolve_model
-    from tdviz.models.demo_zoo import DEMO_MODELS
+    from tdviz.loading import resolve_models
     from tdviz.wsol.annotations import load_wsol_dataset
     from tdviz.wsol.evaluate import PROTOCOLS, WsolConfig, demo_wsol_dataset, run_wsol
 
@@ -166,14 +165,7 @@ def wsol(
     bad = [p for p in protocols if p not in PROTOCOLS]
     if bad:
         raise TdvizError(f"--protocol {bad[0]} is unknown: use cam and/or wsol.")
-    names = list(model or DEMO_MODELS)
-    if weights and len(weights) != len(names):
-        raise TdvizError(f"Got {len(weights)} --weights for {len(names)} --model: give one checkpoint per model.")
-    nets = {}
-    for i, name in enumerate(names):
-        net, note = resolve_model(name, weights[i] if weights else None)
-        nets[name] = net.to(device)
-        Console(stderr=True).print(f"model: {note}", highlight=False)
+    nets = resolve_models(model, weights, device=device)
     if data is None and boxes is None:
         dataset = demo_wsol_dataset(images, workers)
     elif boxes is None:
@@ -221,14 +213,10 @@ def selectivity(
     Hoyer, 90%-mass fraction, CAM focus)."""
     from tdviz.classify import ImageFolderDataset
     from tdviz.images import Preprocess
-    from tdviz.loading import resolve_model
-    from tdviz.models.demo_zoo import DEMO_MODELS
+    from tdviz.loading import resolve_models
     from tdviz.selectivity import TABLE_COLUMNS, plot_distributions, run_selectivity, selectivity_table_rows
 
-    names = list(model or DEMO_MODELS)
-    if weights and len(weights) != len(names):
-        raise TdvizError(f"Got {len(weights)} --weights for {len(names)} --model: give one checkpoint per model.")
-    nets = {n: resolve_model(n, weights[i] if weights else None)[0] for i, n in enumerate(names)}
+    nets = resolve_models(model, weights)
     if data is None:
         from tdviz.demo import make_demo_split
 
@@ -277,15 +265,11 @@ def gallery(
     index.html with filters (open it in any browser)."""
     from tdviz.gallery import build_gallery, demo_gallery
     from tdviz.images import expand_inputs
-    from tdviz.loading import resolve_model
-    from tdviz.models.demo_zoo import DEMO_MODELS
+    from tdviz.loading import resolve_models
 
     if demo == bool(images):
         raise TdvizError("Pass either --demo or --images DIR (one of the two).")
-    names = list(model or DEMO_MODELS)
-    if weights and len(weights) != len(names):
-        raise TdvizError(f"Got {len(weights)} --weights for {len(names)} --model: give one checkpoint per model.")
-    nets = {name: resolve_model(name, weights[i] if weights else None)[0] for i, name in enumerate(names)}
+    nets = resolve_models(model, weights)
     if demo:
         report = demo_gallery(out, n=n, models=nets, two_objects=two_objects)
     else:
@@ -312,15 +296,11 @@ def shift(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Attention shift: which object each computation step's map localizes, on multi-object images."""
-    from tdviz.loading import resolve_model
-    from tdviz.models.demo_zoo import DEMO_MODELS
+    from tdviz.loading import resolve_models
     from tdviz.shift import run_shift
     from tdviz.wsol.annotations import demo_class_index, load_wsol_dataset
 
-    names = list(model or DEMO_MODELS)
-    if weights and len(weights) != len(names):
-        raise TdvizError(f"Got {len(weights)} --weights for {len(names)} --model: give one checkpoint per model.")
-    nets = {n: resolve_model(n, weights[i] if weights else None)[0] for i, n in enumerate(names)}
+    nets = resolve_models(model, weights)
     if boxes is None:
         from tdviz.demo import make_demo_split
 

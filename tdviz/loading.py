@@ -30,3 +30,19 @@ def resolve_model(name: str | None, weights: str | None, ema: bool = False) -> t
     model = create_model(name)
     load_weights(model, weights, ema=ema)
     return model.eval(), f"{name} from {weights}"
+
+
+def resolve_models(names: list[str] | None, weights: list[str] | None, default: list[str] | None = None,
+                   device: str | None = None) -> dict[str, nn.Module]:
+    """Several models by name, each with its checkpoint (``weights`` in the same order, or none);
+    ``default`` names when none are given (the demo zoo for most commands)."""
+    from .errors import TdvizError
+
+    names = list(names or default or DEMO_MODELS)
+    if weights and len(weights) != len(names):
+        raise TdvizError(f"Got {len(weights)} --weights for {len(names)} --model: give one checkpoint per model.")
+    models = {}
+    for i, name in enumerate(names):
+        model, _ = resolve_model(name, weights[i] if weights else None)
+        models[name] = model.to(device) if device else model
+    return models
