@@ -72,7 +72,13 @@ class _Images(Dataset):
 
 
 def _collate(batch):
-    return batch
+    """Stack the readable images per preprocessing in the loader worker (shared memory), so the
+    main process gets one tensor per protocol instead of copying 100+ images itself."""
+    good = [(i, info) for i, tensors, info in batch if tensors is not None]
+    bad = [(i, info) for i, tensors, info in batch if tensors is None]
+    keys = next((t for _, t, _ in batch if t is not None), {})
+    stacked = {k: torch.stack([t[k] for _, t, _ in batch if t is not None]) for k in keys}
+    return good, bad, stacked
 
 
 def _meters(cfg: WsolConfig, masks: bool) -> dict:
@@ -233,7 +239,7 @@ class WsolRun:
                 preprocs[f"wsol:{name}"] = Preprocess(mode="resize")
         todo = [s for s in self.samples if s.image_id not in self.done]
         loader = DataLoader(_Images(todo, preprocs), batch_size=self.cfg.batch_size, num_workers=workers,
-                            collate_fn=_collate)
+                            collate_fn=_collate, pin_memory=torch.cuda.is_available())
         batches = 0
         with image_progress("localizing", len(todo), progress) as advance:
             pending = None  # extraction of batch i runs in the pool while batch i+1 is on the model
@@ -254,13 +260,10 @@ class WsolRun:
 
     def _launch(self, todo, batch, preprocs) -> dict:
         """Run the models on a batch and hand its box extraction to the pool (or do it inline)."""
-        good, bad = [], []
-        for i, tensors, info in batch:
-            if tensors is None:
-                bad.append((todo[i].image_id, info))
-            else:
-                good.append((todo[i], tensors, info))
-        launched = {"good": good, "bad": bad, "models": {}, "size": len(batch)}
+        good_idx, bad_idx, stacked = batch
+        good = [(todo[i], None, info) for i, info in good_idx]
+        bad = [(todo[i].image_id, info) for i, info in bad_idx]
+        launched = {"good": good, "bad": bad, "models": {}, "size": len(good_idx) + len(bad_idx)}
         if not good:
             return launched
         labels = torch.tensor([s.label for s, _, _ in good])
@@ -273,7 +276,7 @@ class WsolRun:
                 if shared is not None:
                     maps_by_proto[proto] = maps_by_proto[shared]
                     continue
-                x = torch.stack([t[key] for _, t, _ in good]).to(device)
+                x = stacked[key].to(device, non_blocking=True)
                 cams = step_cams(model, x, layer=self.cfg.layer, method=self.cfg.method, classes="topk",
                                  k=self.cfg.topk, append_labels=labels.to(device), normalize=False)
                 maps_by_proto[proto] = _HostCams(cams)
