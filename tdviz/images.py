@@ -39,7 +39,7 @@ def _resize(t: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
 
 def _center_crop(t: torch.Tensor, size: int) -> torch.Tensor:
     h, w = t.shape[1:]
-    top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
+    top, left = round((h - size) / 2.0), round((w - size) / 2.0)
     return t[:, top:top + size, left:left + size]
 
 
@@ -145,8 +145,8 @@ class Preprocess:
         short = min(width, height)
         new_w = self.resize if width == short else int(self.resize * width / height)
         new_h = self.resize if height == short else int(self.resize * height / width)
-        off_x = int(round((new_w - self.size) / 2.0))
-        off_y = int(round((new_h - self.size) / 2.0))
+        off_x = round((new_w - self.size) / 2.0)
+        off_y = round((new_h - self.size) / 2.0)
         return new_w / width, new_h / height, float(off_x), float(off_y)
 
     def __call__(self, image: np.ndarray) -> torch.Tensor:

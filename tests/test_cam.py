@@ -83,7 +83,7 @@ def test_class_selection(model, images):
     gt = select_classes(logits, "gt", 1, torch.tensor([4, 5, 6]))
     assert gt[:, :, 0].tolist() == [[4, 4], [5, 5], [6, 6]]
     assert select_classes(logits, [7, 2], 1, None).shape == (3, 2, 2)
-    for bad in [dict(classes="topk", k=11), dict(classes="gt", k=1), dict(classes=[10], k=1), dict(classes="x", k=1)]:
+    for bad in [{"classes": "topk", "k": 11}, {"classes": "gt", "k": 1}, {"classes": [10], "k": 1}, {"classes": "x", "k": 1}]:
         with pytest.raises(tdviz.TdvizError):
             select_classes(logits, bad["classes"], bad["k"], None)
 

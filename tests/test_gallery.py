@@ -111,10 +111,10 @@ def test_gallery_cli_reports_bad_images(tmp_path):
     (src / "b.png").write_bytes(b"not an image")
     cmd = [sys.executable, "-m", "tdviz_cli.main", "gallery", "--images", str(src), "--model", "demo_resnet_tdtop",
            "--out", str(tmp_path / "out")]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    res = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=300)
     assert res.returncode == 1 and "b.png" in res.stderr and "1 figures" in res.stdout
     assert (tmp_path / "out" / "index.html").is_file()
-    res = subprocess.run(cmd[:4] + ["--out", str(tmp_path / "x")], capture_output=True, text=True, timeout=300)
+    res = subprocess.run(cmd[:4] + ["--out", str(tmp_path / "x")], check=False, capture_output=True, text=True, timeout=300)
     assert res.returncode == 1 and "either --demo or --images" in res.stderr
 
 

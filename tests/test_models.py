@@ -97,6 +97,6 @@ def test_timm_registration_when_timm_is_imported_after_tdviz():
 
     code = ("import sys, tdviz; assert 'timm' not in sys.modules; import timm; "
             "m = timm.create_model('resnet50_tdtop', num_classes=3); print(m.fc.out_features, m.num_steps)")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    res = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == ["3", "2"]

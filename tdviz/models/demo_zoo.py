@@ -16,7 +16,7 @@ from ..errors import TdvizError
 from .registry import ModelSpec, create_model, register
 from .resnet import ResNet, TDConfig
 
-DEMO_ARCH = dict(block="bottleneck", layers=(2, 2, 2, 2), widths=(16, 32, 64, 128), stem_width=24, num_classes=10)
+DEMO_ARCH = {"block": "bottleneck", "layers": (2, 2, 2, 2), "widths": (16, 32, 64, 128), "stem_width": 24, "num_classes": 10}
 DEMO_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                 "Ankle boot")
 #: buffers computed at build time (FCA's DCT filters): not shipped, taken from the built model

@@ -100,7 +100,7 @@ R101_L3_BLOCKS = (0, 1, 2, 8, 13, 18, 22, 23, 24, 25)
 
 def _register_resnets() -> None:
     for depth, (block, layers) in _DEPTHS.items():
-        base = dict(block=block, layers=layers)
+        base = {"block": block, "layers": layers}
         register(ModelSpec(f"resnet{depth}", ResNet, base, description=f"ResNet{depth} (torchvision layout)"))
         for kind, label in (("se", "SE"), ("cbam", "CBAM"), ("eca", "ECA"), ("fca", "FCA-TS (top-16 DCT)")):
             register(ModelSpec(f"resnet{depth}_{kind}", ResNet, {**base, "attention": kind},
@@ -116,7 +116,7 @@ def _register_resnets() -> None:
         if block == "bottleneck":
             register(ModelSpec(f"resnet{depth}_tdtop_m1", ResNet, td_kwargs, TDConfig(2, 1, "top"),
                                f"TD-ResNet{depth}, top attention (t=2, m=1)"))
-    register(ModelSpec("resnet101_tdjoint_l4", ResNet, {**dict(block="bottleneck", layers=_DEPTHS[101][1]),
+    register(ModelSpec("resnet101_tdjoint_l4", ResNet, {"block": "bottleneck", "layers": _DEPTHS[101][1],
                                                         "td_blocks": {3: range(64)}},
                        TDConfig(2, 1, "joint"), "TD-ResNet101, joint attention (t=2, m=1), layer4 only"))
 
