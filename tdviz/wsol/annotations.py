@@ -228,6 +228,33 @@ def _box_problem(box: list[float], width: int | None, height: int | None) -> tup
     return box, None
 
 
+def _collect_objects(pairs, classes: dict[str, int], width, height, where: str, name: str,
+                     problems: list[str]) -> tuple[int | None, list, list]:
+    """(label, boxes, box labels) of one image's ``(synset, box)`` pairs, reporting each problem.
+
+    The image's label is its first object's class: an unknown synset there skips the image
+    (label ``None``), elsewhere only that box. ``name`` formats the object in messages
+    (``"object {k} box"`` for XML, ``"box {k}"`` for the CSV).
+    """
+    label, boxes, labels = None, [], []
+    for k, (synset, box) in enumerate(pairs):
+        if synset not in classes:
+            what = "image skipped (its label is unknown)" if k == 0 else "box skipped"
+            problems.append(f"{where}: {name.format(k=k).removesuffix(' box')} has unknown synset {synset!r}; {what}")
+            if k == 0:
+                break
+            continue
+        if k == 0:
+            label = classes[synset]
+        box, msg = _box_problem(box, width, height)
+        if msg:
+            problems.append(f"{where}: {name.format(k=k)} {msg}")
+        if box is not None:
+            boxes.append(box)
+            labels.append(classes[synset])
+    return label, boxes, labels
+
+
 def _fmt(box: Iterable[float]) -> str:
     return "[" + ", ".join(f"{v:g}" for v in box) + "]"
 
@@ -357,25 +384,10 @@ def read_ilsvrc_xml(xml_dir: str | os.PathLike, images_root: str | os.PathLike |
         width = int(width) if width > 0 else None  # NaN (missing) compares False
         height = int(height) if height > 0 else None
         objects = root.findall("object")
-        label = None
-        boxes, labels = [], []
-        for k, obj in enumerate(objects):
-            synset = (obj.findtext("name") or "").strip()
-            box = [_number(obj.findtext(f"bndbox/{t}")) for t in ("xmin", "ymin", "xmax", "ymax")]
-            if synset not in classes:
-                what = "image skipped (its label is unknown)" if k == 0 else "box skipped"
-                problems.append(f"{where}: object {k} has unknown synset {synset!r}; {what}")
-                if k == 0:
-                    break
-                continue
-            if k == 0:
-                label = classes[synset]
-            box, msg = _box_problem(box, width, height)
-            if msg:
-                problems.append(f"{where}: object {k} box {msg}")
-            if box is not None:
-                boxes.append(box)
-                labels.append(classes[synset])
+        pairs = [((obj.findtext("name") or "").strip(),
+                  [_number(obj.findtext(f"bndbox/{t}")) for t in ("xmin", "ymin", "xmax", "ymax")])
+                 for obj in objects]
+        label, boxes, labels = _collect_objects(pairs, classes, width, height, where, "object {k} box", problems)
         if not objects:
             problems.append(f"{where}: image {image_id!r} has no <object>; image skipped")
             continue
@@ -455,23 +467,7 @@ def read_loc_csv(csv_path: str | os.PathLike, images_root: str | os.PathLike | N
         width = height = None
         if read_sizes and path.is_file():
             width, height = _image_size(path)
-        label = None
-        boxes, labels = [], []
-        for k, (synset, box) in enumerate(groups):
-            if synset not in classes:
-                what = "image skipped (its label is unknown)" if k == 0 else "box skipped"
-                problems.append(f"{where}: box {k} has unknown synset {synset!r}; {what}")
-                if k == 0:
-                    break
-                continue
-            if k == 0:
-                label = classes[synset]
-            box, msg = _box_problem(box, width, height)
-            if msg:
-                problems.append(f"{where}: box {k} {msg}")
-            if box is not None:
-                boxes.append(box)
-                labels.append(classes[synset])
+        label, boxes, labels = _collect_objects(groups, classes, width, height, where, "box {k}", problems)
         _finish(where, image_id, path, label, boxes, labels, width, height, problems, samples, read_sizes=False)
     return samples, problems
 
