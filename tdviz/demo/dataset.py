@@ -5,12 +5,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..images import IMAGENET_MEAN, IMAGENET_STD
 from .canvas import Sample, load_source, render_sample
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "CanvasDataset", "to_tensor"]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 # per-channel lookup table: uint8 value -> normalised float
 _LUT = ((np.arange(256, dtype=np.float32)[None, :] / 255.0 - np.array(IMAGENET_MEAN, np.float32)[:, None])
         / np.array(IMAGENET_STD, np.float32)[:, None]).astype(np.float32)
