@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 
+import cv2
 import numpy as np
 import pytest
 
@@ -129,6 +130,75 @@ def test_pixels_vs_contour_area_selection():
     m[10:12, 10:12] = 1.0  # a 2x2 block: 4 pixels, contour area 1
     assert cam_boxes(m).tolist() == [[0, 2, 14, 2]]
     assert cam_boxes(m, select="contour").tolist() == [[10, 10, 11, 11]]
+
+
+def _largest_component_box(binary):
+    """The reference: connectedComponentsWithStats, largest by pixels, first label on ties."""
+    n, _, stats, _ = cv2.connectedComponentsWithStats(binary.astype(np.uint8), connectivity=8)
+    if n <= 1:
+        return []
+    x, y, w, h, _ = stats[1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))]
+    return [[x, y, x + w - 1, y + h - 1]]
+
+
+def test_single_component_shortcut_gives_the_components_box():
+    # smooth upsampled maps (mostly one blob), sparse noise (many components), a ring with an
+    # island in its hole (one outer border at the top level would be wrong: two components), and
+    # blobs touching the border
+    rng = np.random.default_rng(3)
+    maps = [cv2.resize(rng.random((k, k)), (S, S)) for k in (2, 3, 5, 7, 7, 7, 14) for _ in range(20)]
+    maps += [(rng.random((40, 40)) > p).astype(float) for p in (0.5, 0.8, 0.95, 0.99)]
+    ring = np.zeros((30, 30))
+    ring[2:28, 2:28] = 1  # a thin ring (100 pixels) around a bigger island (324 pixels)
+    ring[3:27, 3:27] = 0
+    ring[6:24, 6:24] = 1
+    corner = np.zeros((30, 30))
+    corner[0:10, 0:10] = 1
+    corner[20:, 25:] = 1
+    maps += [ring, corner, np.ones((9, 9))]
+    singles = 0
+    for m in maps:
+        expect = _largest_component_box(m >= 0.15 * m.max())
+        assert cam_boxes(m).tolist() == expect
+        singles += cv2.connectedComponents((m >= 0.15 * m.max()).astype(np.uint8))[0] == 2
+    assert cam_boxes(ring).tolist() == [[6, 6, 23, 23]]
+    assert 0 < singles < len(maps)  # both paths were taken
+
+
+def _wsolevaluation_boxes(scoremap, multi_contour):
+    """wsolevaluation's compute_bboxes_from_scoremaps, written out as their loop over thresholds."""
+    q = np.expand_dims((scoremap * 255).astype(np.uint8), 2)
+    height, width = scoremap.shape
+    out = []
+    for tau in np.arange(0, 1, 0.01):
+        _, th = cv2.threshold(q, int(tau * np.max(q)), 255, cv2.THRESH_BINARY)
+        contours = cv2.findContours(th, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[0]
+        if len(contours) == 0:
+            out.append([[0, 0, 0, 0]])
+            continue
+        if not multi_contour:
+            contours = [max(contours, key=cv2.contourArea)]
+        boxes = []
+        for c in contours:
+            x, y, w, h = cv2.boundingRect(c)
+            boxes.append([x, y, min(x + w, width - 1), min(y + h, height - 1)])
+        out.append(boxes)
+    return out
+
+
+def test_wsol_boxes_equal_their_threshold_loop():
+    # shared masks between thresholds and per-mask cropping must not change a single box
+    rng = np.random.default_rng(5)
+    maps = [wsol_scoremap(rng.random((k, k)) ** p) for k in (2, 4, 7, 7, 14) for p in (1, 3)]
+    edge = np.zeros((S, S))
+    edge[0:40, 0:60] = 1.0
+    edge[200:, 100:] = 0.5
+    edge[100:120, 100:110] = 0.7
+    maps += [edge, np.zeros((S, S))]
+    for m in maps:
+        for multi in (False, True):
+            got = [b.tolist() for b in wsol_boxes(m, multi_contour=multi)]
+            assert got == _wsolevaluation_boxes(m, multi)
 
 
 def test_gradcam_ratio_ge_vs_strict():

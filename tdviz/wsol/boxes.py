@@ -15,7 +15,9 @@ each an option):
 * an all-zero (or all-negative, or all-NaN) map has ``max <= 0`` and gives **no box** (an empty
   ``[0, 4]`` array); a constant positive map keeps every pixel, so its box is the whole map;
 * the kept pixels are split into connected components with
-  ``cv2.connectedComponentsWithStats`` (8-connectivity; option 4);
+  ``cv2.connectedComponentsWithStats`` (8-connectivity; option 4); when ``cv2.findContours``
+  finds a single outer border the kept pixels are one component and its box is read from that
+  border instead (same box, about 10x faster);
 * the chosen component is the largest by pixel count (``select="pixels"``; ties -> the component
   whose first pixel comes first in raster order), or by ``cv2.contourArea`` of its outer contour
   (``select="contour"``; ties -> the contour OpenCV lists first);
@@ -67,6 +69,7 @@ __all__ = [
     "box_iou",
     "cam_boxes",
     "cam_threshold_grid",
+    "largest_component_box",
     "resize_boxes_wsol",
     "wsol_best_ious",
     "wsol_boxes",
@@ -154,6 +157,8 @@ def cam_boxes(cam: np.ndarray, ratio: float = 0.15, *, strict: bool = False, sel
     thr = ratio * peak
     binary = ((m > thr) if strict else (m >= thr)).astype(np.uint8)
     if select == "pixels":
+        if connectivity == 8 and not all_components:
+            return largest_component_box(binary)
         n, _, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=connectivity)
         if n <= 1:
             return np.zeros((0, 4), np.int64)
@@ -174,6 +179,38 @@ def cam_boxes(cam: np.ndarray, ratio: float = 0.15, *, strict: bool = False, sel
     rects = np.array([cv2.boundingRect(contours[i]) for i in order], dtype=np.int64).reshape(-1, 4)
     return np.stack([rects[:, 0], rects[:, 1], rects[:, 0] + rects[:, 2] - 1,
                      rects[:, 1] + rects[:, 3] - 1], axis=1)
+
+
+def largest_component_box(binary: np.ndarray) -> np.ndarray:
+    """Inclusive box of the largest 8-connected component of a uint8 0/1 mask: int64 [1, 4], or
+    [0, 4] for an empty mask (ties: the component whose first pixel comes first in raster order)."""
+    single = _single_component_box(binary)
+    if single is not None:
+        return single
+    n, _, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    if n <= 1:
+        return np.zeros((0, 4), np.int64)
+    x, y, w, h = stats[1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA])), :4]
+    return np.array([[x, y, x + w - 1, y + h - 1]], np.int64)
+
+
+def _single_component_box(binary: np.ndarray) -> np.ndarray | None:
+    """The inclusive box of the kept pixels when they form one 8-connected component, else None.
+
+    ``cv2.findContours`` (Suzuki-Abe: 8-connected foreground) with ``RETR_CCOMP`` puts the outer
+    border of every component, islands inside holes included, at the top level, so one top-level
+    contour means one component, whose box is its outer border's ``boundingRect``. This is exact
+    and about 10x cheaper than ``connectedComponentsWithStats`` (which computes every
+    component's statistics) on a 224x224 map, and one component is the usual case for CAMs.
+    """
+    contours, hierarchy = cv2.findContours(binary, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)[-2:]
+    if hierarchy is None:
+        return None
+    top = np.flatnonzero(hierarchy[0, :, 3] == -1)
+    if len(top) != 1:
+        return None
+    x, y, w, h = cv2.boundingRect(contours[top[0]])
+    return np.array([[x, y, x + w - 1, y + h - 1]], np.int64)
 
 
 # --------------------------------------------------------------------------- wsolevaluation protocol
@@ -219,30 +256,52 @@ def _level_boxes(scoremap: np.ndarray, thresholds, inclusive: bool):
     Returns (inverse [T]: threshold -> mask index, boxes per mask (int64 [K, 4]), index of the
     largest-area contour per mask). A mask is ``q > int(tau * q.max())``; thresholds giving the same
     set of pixels share one ``findContours`` call.
+
+    Each mask is contoured inside the bounding box of its pixels grown by one (background) pixel,
+    with ``offset`` putting the contours back in map coordinates: the contours, their order and
+    their areas are those of the whole map, and the high thresholds' small masks cost little.
     """
     taus = cam_threshold_grid() if thresholds is None else np.asarray(thresholds, dtype=np.float64)
     q = wsol_quantize(scoremap)
-    levels = np.unique(q)
+    levels = np.flatnonzero(np.bincount(q.ravel(), minlength=256))  # = np.unique(q), 5x faster
     cut = (taus * float(q.max())).astype(np.int64)  # int(tau * qmax): truncation, as int()
     keys = np.searchsorted(levels, cut, side="right")  # smallest kept level; len(levels): empty
     uniq, inverse = np.unique(keys, return_inverse=True)
     height, width = q.shape
-    all_boxes, largest = [], []
-    for k in uniq.tolist():
-        binary = (q >= levels[k]).view(np.uint8) if k < len(levels) else np.zeros_like(q)
-        contours = cv2.findContours(binary, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[-2]
-        if len(contours) == 0:
-            all_boxes.append(np.zeros((1, 4), np.int64))
+    kept = levels[np.minimum(uniq, len(levels) - 1)]
+    rows_in = q.max(axis=1)[None, :] >= kept[:, None]  # [U, H]: rows holding pixels of mask u
+    cols_in = q.max(axis=0)[None, :] >= kept[:, None]
+    y0s = np.maximum(rows_in.argmax(1) - 1, 0).tolist()
+    y1s = np.minimum(height - rows_in[:, ::-1].argmax(1) + 1, height).tolist()
+    x0s = np.maximum(cols_in.argmax(1) - 1, 0).tolist()
+    x1s = np.minimum(width - cols_in[:, ::-1].argmax(1) + 1, width).tolist()
+    rects, largest = [], []
+    n_levels = len(levels)
+    for u, (k, level) in enumerate(zip(uniq.tolist(), kept.tolist())):
+        if k >= n_levels:  # nothing kept: no contour
+            rects.append(None)
             largest.append(0)
             continue
+        y0, x0 = y0s[u], x0s[u]
+        # q >= level as 0/1, by OpenCV (a quarter of numpy's time for this)
+        binary = cv2.threshold(q[y0:y1s[u], x0:x1s[u]], level - 1, 1, cv2.THRESH_BINARY)[1]
+        contours = cv2.findContours(binary, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE, offset=(x0, y0))[-2]
         # the first maximum, like Python's max(contours, key=cv2.contourArea)
         largest.append(int(np.argmax([cv2.contourArea(c) for c in contours])) if len(contours) > 1 else 0)
-        x, y, w, h = np.array([cv2.boundingRect(c) for c in contours], dtype=np.int64).reshape(-1, 4).T
-        if inclusive:
-            all_boxes.append(np.stack([x, y, x + w - 1, y + h - 1], axis=1))
-        else:
-            all_boxes.append(np.stack([x, y, np.minimum(x + w, width - 1), np.minimum(y + h, height - 1)], axis=1))
-    return inverse.reshape(-1), all_boxes, largest
+        rects.append([cv2.boundingRect(c) for c in contours])
+    counts = [1 if r is None else len(r) for r in rects]
+    flat = np.array([b for r in rects for b in (r if r is not None else [(0, 0, 1, 1)])], np.int64).reshape(-1, 4)
+    x, y, w, h = flat.T
+    if inclusive:
+        boxes = np.stack([x, y, x + w - 1, y + h - 1], axis=1)
+    else:
+        boxes = np.stack([x, y, np.minimum(x + w, width - 1), np.minimum(y + h, height - 1)], axis=1)
+    # wsolevaluation's placeholder box where no contour was found
+    starts = np.cumsum([0] + counts[:-1])
+    for i, r in enumerate(rects):
+        if r is None:
+            boxes[starts[i]] = 0
+    return inverse.reshape(-1), np.split(boxes, starts[1:]), largest
 
 
 def _check_convention(box_convention: str) -> bool:
