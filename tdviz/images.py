@@ -9,6 +9,7 @@ a plain resize to 224².
 
 from __future__ import annotations
 
+import functools
 import glob
 import math
 import os
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import TdvizError
+from .geometry import InputFrame
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -35,6 +37,13 @@ def _resize(t: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     torchvision (~1 s): float32 interpolation, then rounding back to uint8, as it does."""
     out = F.interpolate(t[None].float(), size=list(size), mode="bilinear", align_corners=False, antialias=True)
     return out[0].round_().to(torch.uint8)
+
+
+@functools.lru_cache(maxsize=8)
+def _normalize_table(mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    """``(v / 255 - mean[c]) / std[c]`` for every uint8 v and channel c, flattened [3 * 256]."""
+    v = torch.arange(256, dtype=torch.uint8).float().div_(255).expand(3, 256)
+    return ((v - torch.tensor(mean).view(3, 1)) / torch.tensor(std).view(3, 1)).reshape(-1)
 
 
 def _center_crop(t: torch.Tensor, size: int) -> torch.Tensor:
@@ -118,50 +127,41 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> tuple[list[Path], list
 
 
 @dataclass(frozen=True)
-class Preprocess:
+class Preprocess(InputFrame):
     """Image -> normalized tensor, as a model was trained.
 
     ``mode="resize_crop"``: resize the shorter side to ``resize`` then center-crop ``size``
     (torchvision's ImageNet evaluation); ``mode="resize"``: resize to ``size`` x ``size``.
-    Bilinear with antialiasing.
+    Bilinear with antialiasing. The box mapping between the two frames is :class:`InputFrame`'s.
     """
 
-    mode: str = "resize_crop"
-    size: int = 224
-    resize: int = 256
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
 
-    def __post_init__(self) -> None:
-        if self.mode not in ("resize_crop", "resize"):
-            raise TdvizError(f"Preprocessing mode {self.mode!r} is unknown: use 'resize_crop' or 'resize'.")
-        if self.size < 16 or (self.mode == "resize_crop" and self.resize < self.size):
-            raise TdvizError(f"Input size {self.size} (resize {self.resize}) is invalid: size >= 16 and resize >= size.")
-
-    def geometry(self, width: int, height: int) -> tuple[float, float, float, float]:
-        """(scale_x, scale_y, offset_x, offset_y): input pixel = original pixel * scale - offset."""
-        if self.mode == "resize":
-            return self.size / width, self.size / height, 0.0, 0.0
-        short = min(width, height)
-        new_w = self.resize if width == short else int(self.resize * width / height)
-        new_h = self.resize if height == short else int(self.resize * height / width)
-        off_x = round((new_w - self.size) / 2.0)
-        off_y = round((new_h - self.size) / 2.0)
-        return new_w / width, new_h / height, float(off_x), float(off_y)
-
     def __call__(self, image: np.ndarray) -> torch.Tensor:
         """RGB uint8 [H, W, 3] -> float32 [3, size, size], normalized."""
+        return self.normalize(self.resized(image))
+
+    def resized(self, image: np.ndarray) -> torch.Tensor:
+        """RGB uint8 [H, W, 3] -> the resized (and cropped) uint8 [3, size, size], not normalized:
+        a quarter of the float image's bytes to move between processes and to the GPU."""
         t = torch.from_numpy(np.array(image, dtype=np.uint8, copy=True)).permute(2, 0, 1)
         if self.mode == "resize" and tuple(t.shape[1:]) == (self.size, self.size):
-            pass  # already the input size: resizing would only cost time
-        elif self.mode == "resize":
-            t = _resize(t, [self.size, self.size])
-        else:
-            t = self._resize_and_crop(t)
-        t = t.float().div_(255)
-        mean = torch.tensor(self.mean).view(3, 1, 1)
-        std = torch.tensor(self.std).view(3, 1, 1)
-        return (t - mean) / std
+            return t.contiguous()  # already the input size: resizing would only cost time
+        if self.mode == "resize":
+            return _resize(t, [self.size, self.size])
+        return self._resize_and_crop(t).contiguous()
+
+    def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
+        """uint8 [..., 3, H, W] (on any device) -> float32 ``(v / 255 - mean) / std``.
+
+        Through a 3 x 256 table computed once on the CPU with exactly these float32 operations,
+        so the result is bit-identical on every device (a GPU may otherwise divide by 255 as a
+        multiplication by its reciprocal).
+        """
+        table = _normalize_table(self.mean, self.std).to(pixels.device)
+        channel = torch.arange(3, device=pixels.device).view(3, 1, 1) * 256
+        return table[pixels.long() + channel]
 
     def _resize_and_crop(self, t: torch.Tensor) -> torch.Tensor:
         """Resize(resize) + CenterCrop(size), as torchvision; for a very elongated image only the
@@ -186,17 +186,3 @@ class Preprocess:
             return t[:, int(oy):int(oy) + self.size, skip:skip + self.size]
         t = _resize(t[:, lo:hi, :], [kept, new_w])
         return t[:, skip:skip + self.size, int(ox):int(ox) + self.size]
-
-    def box_to_input(self, box: Sequence[float], width: int, height: int) -> list[float]:
-        """A box [x0, y0, x1, y1] in original pixels -> the model input frame (clipped)."""
-        sx, sy, ox, oy = self.geometry(width, height)
-        x0, y0, x1, y1 = box
-        clip = lambda v: float(min(max(v, 0.0), self.size))
-        return [clip(x0 * sx - ox), clip(y0 * sy - oy), clip(x1 * sx - ox), clip(y1 * sy - oy)]
-
-    def box_to_original(self, box: Sequence[float], width: int, height: int) -> list[float]:
-        """A box in the model input frame -> original pixels (clipped to the image)."""
-        sx, sy, ox, oy = self.geometry(width, height)
-        x0, y0, x1, y1 = box
-        return [min(max((x0 + ox) / sx, 0.0), width), min(max((y0 + oy) / sy, 0.0), height),
-                min(max((x1 + ox) / sx, 0.0), width), min(max((y1 + oy) / sy, 0.0), height)]
