@@ -45,35 +45,4 @@ def register_with_timm() -> list[str]:
     return added
 
 
-def register_with_timm_when_imported() -> None:
-    """Register now if timm is loaded, else right after its first import.
-
-    Importing timm costs about a second; `tdviz cam` and most scripts never need it, so tdviz
-    only adds its names once something imports timm.
-    """
-    import importlib.abc
-    import importlib.util
-    import sys
-
-    if "timm" in sys.modules:
-        register_with_timm()
-        return
-
-    class _AfterTimmImport(importlib.abc.MetaPathFinder):
-        def find_spec(self, fullname, path, target=None):
-            if fullname != "timm":
-                return None
-            sys.meta_path.remove(self)
-            spec = importlib.util.find_spec(fullname)
-            if spec is None or spec.loader is None:
-                return spec
-            exec_module = spec.loader.exec_module
-
-            def exec_and_register(module):
-                exec_module(module)
-                register_with_timm()
-
-            spec.loader.exec_module = exec_and_register
-            return spec
-
-    sys.meta_path.insert(0, _AfterTimmImport())
+from ..timm_hook import register_with_timm_when_imported  # noqa: F401  (kept importable here)
