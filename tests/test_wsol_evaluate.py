@@ -99,3 +99,24 @@ def test_box_worker_pool_gives_the_same_results(split, model, tmp_path):
     pooled = run_wsol({"td": model}, data, tmp_path / "pool", WsolConfig(batch_size=8), workers=1, progress=False,
                       box_workers=2)
     assert pooled == inline
+
+
+def test_boxes_labelled_on_the_device_equal_the_workers(split, model, tmp_path, monkeypatch):
+    """On a GPU the Grad-CAM rule's components are labelled there; forced here on the CPU, the
+    results and records equal those of the OpenCV path in the box workers."""
+    from tdviz.wsol import evaluate
+
+    data = SOURCES["xml"](split)
+    workers = run_wsol({"td": model}, data, tmp_path / "cv2", WsolConfig(batch_size=8), workers=0, progress=False)
+    monkeypatch.setattr(evaluate, "_components_on_device", lambda device: True)
+    device = run_wsol({"td": model}, data, tmp_path / "torch", WsolConfig(batch_size=8), workers=0, progress=False)
+    assert device == workers
+    assert (tmp_path / "torch" / "records.jsonl").read_text() == (tmp_path / "cv2" / "records.jsonl").read_text()
+
+
+def test_box_workers_do_not_load_torch():
+    """The pool's workers import only tdviz.wsol.extract: numpy and OpenCV start in a fraction of
+    torch's time and memory (about 0.7 GB per worker)."""
+    code = "import sys, tdviz.wsol.extract; print('torch' in sys.modules)"
+    res = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=60)
+    assert res.stdout.strip() == "False"

@@ -21,6 +21,8 @@ from __future__ import annotations
 import csv
 import json
 import os
+import time
+from collections import deque
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -31,14 +33,27 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..cam import step_cams
 from ..errors import TdvizError
+from ..geometry import InputFrame
 from ..images import ImageError, Preprocess, read_image
 from ..progress import image_progress
 from ..steps import most_confident_step
 from .annotations import WsolDataset, WsolSample
-from .boxes import cam_boxes, resize_boxes_wsol, wsol_best_ious, wsol_scoremap
-from .metrics import CamProtocolMeter, MaxBoxAccMeter, PxAPMeter, load_gt_mask
+from .components import gradcam_rule_boxes, gradcam_rule_masks
+from .extract import extract_chunk
+from .metrics import CamProtocolMeter, MaxBoxAccMeter, PxAPMeter
 
 PROTOCOLS = ("cam", "wsol")
+
+#: entries of a model's part that hold one row per image (sliced per chunk)
+_PER_IMAGE = {"class_ids", "scores", "cam_boxes", "cam_masks", "wsol_raw", "mc", "save"}
+
+
+def _slice(value, sl: slice):
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return {k: v[sl] for k, v in value.items()}
+    return value[sl]
 
 
 @dataclass
@@ -56,6 +71,8 @@ class WsolConfig:
 
 
 class _Images(Dataset):
+    """Decoded, resized uint8 images (normalized later, on the model's device)."""
+
     def __init__(self, samples: list[WsolSample], preprocs: dict[str, Preprocess]):
         self.samples, self.preprocs = samples, preprocs
 
@@ -68,7 +85,7 @@ class _Images(Dataset):
             img = read_image(s.path)
         except ImageError as exc:
             return i, None, str(exc)
-        return i, {k: p(img) for k, p in self.preprocs.items()}, (img.shape[1], img.shape[0])
+        return i, {k: p.resized(img) for k, p in self.preprocs.items()}, (img.shape[1], img.shape[0])
 
 
 def _collate(batch):
@@ -93,72 +110,31 @@ def _meters(cfg: WsolConfig, masks: bool) -> dict:
     return m
 
 
-def _box_to_original(box: np.ndarray, pre: Preprocess, width: int, height: int) -> list[float]:
-    """An inclusive pixel box in the model input -> inclusive pixels of the original image.
-
-    The box covers the continuous span [x0, x1 + 1); it is mapped through the preprocessing and
-    turned back into inclusive pixels by rounding the span's ends.
-    """
-    x0, y0, x1, y1 = pre.box_to_original([box[0], box[1], box[2] + 1, box[3] + 1], width, height)
-    return [round(x0), round(y0), max(round(x1) - 1, round(x0)), max(round(y1) - 1, round(y0))]
-
-
-def gradcam_normalize(raw: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """grad-cam's ``scale_cam_image`` twice (as ``step_cams``), in numpy/cv2 for worker processes."""
-    m = raw.astype(np.float32) - raw.min()
-    m = m / (1e-7 + m.max())
-    m = np.maximum(cv2.resize(m, (size[1], size[0])), 0)
-    m = m - m.min()
-    return m / (1e-7 + m.max())
-
-
-def extract_image(job: dict) -> dict:
-    """Everything per image that needs no model: boxes per step and class (Grad-CAM rule, in
-    original pixels), best IoU per wsolevaluation threshold, PxAP histograms. Runs in a worker."""
-    out = {"cam_boxes": [], "v1": [], "v2": [], "hist": []}
-    pre, width, height = job["pre"], job["width"], job["height"]
-    for t in range(job["steps"]):
-        if job["cam"] is not None:
-            boxes = []
-            for k in range(job["cam"].shape[1]):
-                m = job["cam"][t, k]
-                norm = m if job["cam_normalized"] else gradcam_normalize(m, (pre.size, pre.size))
-                found = cam_boxes(norm.astype(np.float32), job["ratio"])
-                boxes.append(_box_to_original(found[0], pre, width, height) if len(found) else [np.nan] * 4)
-            out["cam_boxes"].append(np.asarray(boxes, np.float64))
-        if job["wsol"] is not None:
-            scoremap = wsol_scoremap(job["wsol"][t])
-            gt = resize_boxes_wsol(np.asarray(job["gt_boxes"], np.float64).reshape(-1, 4), width, height)
-            v1, v2 = wsol_best_ious(scoremap, gt, job["thresholds"])
-            out["v1"].append(v1)
-            out["v2"].append(v2)
-            if job["masks"] is not None:
-                fg, ignore = job["masks"]
-                ignore = ignore & ~fg
-                out["hist"].append((np.histogram(scoremap[fg], bins=job["edges"])[0],
-                                    np.histogram(scoremap[~fg & ~ignore], bins=job["edges"])[0]))
-    return out
-
-
-class _HostCams:
-    """A batch's maps, classes and scores copied to the host in one transfer each."""
-
-    def __init__(self, cams) -> None:
-        self.raw = None if cams.raw is None else cams.raw.float().cpu().numpy()
-        self.maps = None if cams.maps is None else cams.maps.cpu().numpy()
-        self.class_ids = cams.class_ids.cpu().numpy()
-        self.scores = cams.scores.float().cpu().numpy()
-        self.logits = cams.logits.float().cpu()
-
-
 def _single_threaded() -> None:
     """Box workers run OpenCV on one thread each: N workers x OpenCV's default of one thread per
     core oversubscribes the machine."""
     cv2.setNumThreads(1)
 
 
+def _components_on_device(device: torch.device) -> bool:
+    """Label the Grad-CAM rule's components with torch on the maps' device (a GPU), or with
+    OpenCV in the box workers (faster than torch on a CPU). Both give the same boxes (tested)."""
+    return device.type == "cuda"
+
+
+_STATE_VERSION = 2
+_IN_FLIGHT = 3  # batches whose boxes may still be in the pool while the models run the next one
+
+
 class WsolRun:
-    """One evaluation: models x steps x meters, with its files under ``out_dir``."""
+    """One evaluation: models x steps x meters, with its files under ``out_dir``.
+
+    The main process decodes nothing and extracts no box: loader workers decode and resize, the
+    models run on their device (where the Grad-CAM-rule boxes are found too, on a GPU), and the
+    pool's workers (:func:`tdviz.wsol.extract.extract_chunk`) do the rest per image. Batches are
+    committed in order: their meter rows are added, their record lines appended, and the state
+    saved, so an interrupted run resumes exactly after the last committed batch.
+    """
 
     def __init__(self, models: dict[str, torch.nn.Module], dataset: WsolDataset, out_dir: str | Path,
                  config: WsolConfig, resume: bool = False, save_maps: str | Path | None = None):
@@ -172,7 +148,11 @@ class WsolRun:
         self.records_file = self.out / "records.jsonl"
         self.meters: dict[str, dict[str, dict]] = {}
         self.skipped: list[str] = list(dataset.problems)
+        self.skipped_ids: list[str] = []
         self.done: set[str] = set()
+        self.records_bytes = 0
+        self.pool = None
+        self.timeline: list[tuple[float, int]] = []  # (time, images) per committed batch, for benchmarks
         if resume and self.state_file.exists():
             self._load_state()
         else:
@@ -186,6 +166,8 @@ class WsolRun:
     # ------------------------------------------------------------------ state
     def _load_state(self) -> None:
         state = json.loads(self.state_file.read_text())
+        if state.get("version") != _STATE_VERSION:
+            raise TdvizError(f"--resume: {self.state_file} was written by another tdviz version; start a fresh --out.")
         if state["config"] != json.loads(json.dumps(asdict(self.cfg))) or sorted(state["models"]) != sorted(self.models):
             raise TdvizError(f"--resume: {self.state_file} was made with other settings or models "
                              f"({state['config']}, {state['models']}); rerun them or start a fresh --out.")
@@ -193,17 +175,21 @@ class WsolRun:
                  "pxap": PxAPMeter}
         self.meters = {m: {s: {k: kinds[k].from_state(v) for k, v in ms.items()} for s, ms in steps.items()}
                        for m, steps in state["meters"].items()}
-        self.done = set(state["done"])
-        self.skipped = state["skipped"]
-        # drop records of a batch that was written after the last saved state
-        if self.records_file.exists():
-            kept = [line for line in self.records_file.read_text().splitlines()
-                    if line and json.loads(line)["image_id"] in self.done]
-            self.records_file.write_text("".join(k + "\n" for k in kept))
+        self.skipped, self.skipped_ids = state["skipped"], state["skipped_ids"]
+        self.records_bytes = state["records_bytes"]
+        # records appended after the last saved state belong to a batch that was not counted: cut them
+        size = self.records_file.stat().st_size if self.records_file.exists() else 0
+        if size < self.records_bytes:
+            raise TdvizError(f"--resume: {self.records_file} is shorter than {self.state_file} records; "
+                             "the output folder was changed by hand: start a fresh --out.")
+        if size:
+            os.truncate(self.records_file, self.records_bytes)
+        kept = self.records_file.read_text().splitlines() if size else []
+        self.done = {json.loads(line)["image_id"] for line in kept} | set(self.skipped_ids)
 
     def _save_state(self) -> None:
-        state = {"config": asdict(self.cfg), "models": sorted(self.models), "done": sorted(self.done),
-                 "skipped": self.skipped,
+        state = {"version": _STATE_VERSION, "config": asdict(self.cfg), "models": sorted(self.models),
+                 "skipped": self.skipped, "skipped_ids": self.skipped_ids, "records_bytes": self.records_bytes,
                  "meters": {m: {s: {k: v.to_state() for k, v in ms.items()} for s, ms in steps.items()}
                             for m, steps in self.meters.items()}}
         tmp = self.state_file.with_suffix(".tmp")
@@ -224,11 +210,12 @@ class WsolRun:
         # whatever state they are, and can deadlock in them
         self.pool = (ProcessPoolExecutor(box_workers, mp_context=multiprocessing.get_context("spawn"),
                                          initializer=_single_threaded) if box_workers > 0 else None)
+        self.box_workers = box_workers
         try:
             return self._run(workers, progress, stop_after)
         finally:
             if self.pool is not None:
-                self.pool.shutdown()
+                self.pool.shutdown(cancel_futures=True)
 
     def _run(self, workers: int, progress: bool, stop_after: int | None) -> dict:
         preprocs = {}
@@ -239,132 +226,141 @@ class WsolRun:
                 preprocs[f"wsol:{name}"] = Preprocess(mode="resize")
         todo = [s for s in self.samples if s.image_id not in self.done]
         loader = DataLoader(_Images(todo, preprocs), batch_size=self.cfg.batch_size, num_workers=workers,
-                            collate_fn=_collate, pin_memory=torch.cuda.is_available())
+                            collate_fn=_collate, pin_memory=torch.cuda.is_available(),
+                            persistent_workers=False, prefetch_factor=4 if workers else None)
         batches = 0
+        pending: deque = deque()
         with image_progress("localizing", len(todo), progress) as advance:
-            pending = None  # extraction of batch i runs in the pool while batch i+1 is on the model
             for batch in loader:
-                launched = self._launch(todo, batch, preprocs)
-                if pending is not None:
-                    self._commit(pending, advance)
+                pending.append(self._launch(todo, batch, preprocs))
+                while len(pending) >= _IN_FLIGHT or (len(pending) > 1 and pending[0]["ready"]()):
+                    self._commit(pending.popleft(), advance)
                     batches += 1
                     if stop_after is not None and batches >= stop_after:
                         return {}
-                pending = launched
-            if pending is not None:
-                self._commit(pending, advance)
+            while pending:
+                self._commit(pending.popleft(), advance)
         results = self.results()
         (self.out / "results.json").write_text(json.dumps(results, indent=1))
         self._write_csv(results)
         return results
 
     def _launch(self, todo, batch, preprocs) -> dict:
-        """Run the models on a batch and hand its box extraction to the pool (or do it inline)."""
+        """Run the models on a batch and hand its per-image work to the pool (or do it inline)."""
         good_idx, bad_idx, stacked = batch
-        good = [(todo[i], None, info) for i, info in good_idx]
-        bad = [(todo[i].image_id, info) for i, info in bad_idx]
-        launched = {"good": good, "bad": bad, "models": {}, "size": len(good_idx) + len(bad_idx)}
+        good = [todo[i] for i, _ in good_idx]
+        launched = {"good": good, "bad": [(todo[i].image_id, info) for i, info in bad_idx],
+                    "size": len(good_idx) + len(bad_idx), "mc": {}, "parts": [], "ready": lambda: True}
         if not good:
             return launched
-        labels = torch.tensor([s.label for s, _, _ in good])
-        for name, model in self.models.items():
-            device = next(model.parameters()).device
-            maps_by_proto = {}
-            for proto in self.cfg.protocols:
-                key = f"{proto}:{name}"
-                shared = next((k for k in maps_by_proto if preprocs[f"{k}:{name}"] == preprocs[key]), None)
-                if shared is not None:
-                    maps_by_proto[proto] = maps_by_proto[shared]
-                    continue
-                x = stacked[key].to(device, non_blocking=True)
-                cams = step_cams(model, x, layer=self.cfg.layer, method=self.cfg.method, classes="topk",
-                                 k=self.cfg.topk, append_labels=labels.to(device), normalize=False)
-                maps_by_proto[proto] = _HostCams(cams)
-            mc_step, _ = most_confident_step(next(iter(maps_by_proto.values())).logits)
-            jobs = [self._job(name, b, sample, width, height, maps_by_proto, preprocs)
-                    for b, (sample, _, (width, height)) in enumerate(good)]
-            extracted = self.pool.map(extract_image, jobs, chunksize=4) if self.pool else list(map(extract_image, jobs))
-            launched["models"][name] = (maps_by_proto, mc_step, extracted)
+        sizes = [info for _, info in good_idx]
+        labels = torch.tensor([s.label for s in good])
+        parts = {name: self._model_part(name, model, stacked, labels, preprocs) for name, model in self.models.items()}
+        launched["mc"] = {name: part["mc"] for name, part in parts.items()}
+        images = [{"image_id": s.image_id, "label": int(s.label), "width": w, "height": h,
+                   "boxes": np.asarray(s.boxes, np.float64).reshape(-1, 4), "box_labels": s.box_labels,
+                   "mask_paths": s.mask_paths if self.has_masks else None, "ignore_path": s.ignore_path}
+                  for s, (w, h) in zip(good, sizes)]
+        cfg = {"topk": self.cfg.topk, "iou_threshold": self.cfg.iou_threshold, "pxap": self.has_masks,
+               "thresholds": MaxBoxAccMeter().thresholds if "wsol" in self.cfg.protocols else None,
+               "save_maps": str(self.save_maps) if self.save_maps else None}
+        per_chunk = max(4, -(-len(good) // max(1, 2 * self.box_workers)))
+        for start in range(0, len(good), per_chunk):
+            sl = slice(start, start + per_chunk)
+            chunk = {"cfg": cfg, "images": images[sl],
+                     "models": {name: {k: (_slice(v, sl) if k in _PER_IMAGE else v) for k, v in part.items()}
+                                for name, part in parts.items()}}
+            work = self.pool.submit(extract_chunk, chunk) if self.pool else extract_chunk(chunk)
+            launched["parts"].append((start, len(chunk["images"]), work))
+        if self.pool:
+            launched["ready"] = lambda: all(f.done() for _, _, f in launched["parts"])
         return launched
+
+    def _model_part(self, name, model, stacked, labels, preprocs) -> dict:
+        """One model on one batch: classes, scores and boxes (or masks) of the cam protocol, the GT
+        class's raw map of the wsol protocol, the most confident step; all on the host."""
+        device = next(model.parameters()).device
+        cams_of: dict[str, object] = {}
+        for proto in self.cfg.protocols:
+            key = f"{proto}:{name}"
+            same = next((p for p in cams_of if preprocs[f"{p}:{name}"] == preprocs[key]), None)
+            if same is not None:
+                cams_of[proto] = cams_of[same]
+                continue
+            x = preprocs[key].normalize(stacked[key].to(device, non_blocking=True))
+            cams_of[proto] = step_cams(model, x, layer=self.cfg.layer, method=self.cfg.method, classes="topk",
+                                       k=self.cfg.topk, append_labels=labels.to(device), normalize=False)
+        first = next(iter(cams_of.values()))
+        pre = preprocs.get(f"cam:{name}", Preprocess())
+        frame = InputFrame(pre.mode, pre.size, pre.resize)  # what workers need of it, without torch
+        part = {"steps": first.logits.shape[1], "has_cam": "cam" in cams_of, "pre": frame, "size": (pre.size, pre.size),
+                "mc": most_confident_step(first.logits)[0].cpu().numpy(), "class_ids": None, "scores": None,
+                "cam_boxes": None, "cam_masks": None, "wsol_raw": None, "save": None}
+        cam = cams_of.get("cam")
+        if cam is not None:
+            maps, normalized = (cam.raw, False) if cam.raw is not None else (cam.maps, True)
+            part["class_ids"] = cam.class_ids.cpu().numpy()
+            part["scores"] = cam.scores.float().cpu().numpy()
+            if _components_on_device(maps.device):
+                part["cam_boxes"] = gradcam_rule_boxes(maps, part["size"], self.cfg.cam_ratio, normalized).cpu().numpy()
+            else:  # the CPU labels components faster with OpenCV, in the pool
+                masks = gradcam_rule_masks(maps.flatten(0, 2), part["size"], self.cfg.cam_ratio, normalized)
+                bits = np.packbits(masks.flatten(1).numpy(), axis=1)
+                part["cam_masks"] = bits.reshape(*maps.shape[:3], -1)
+        wsol = cams_of.get("wsol")
+        if wsol is not None:
+            if wsol.raw is None:
+                raise TdvizError(f"The wsol protocol needs raw maps; method {self.cfg.method!r} gives only normalized "
+                                 "ones: use a gradient method such as gradcam.")
+            part["wsol_raw"] = wsol.raw[:, :, -1].float().cpu().numpy()
+        if self.save_maps is not None:
+            part["save"] = {}
+            for proto, c in cams_of.items():
+                if c.raw is not None:
+                    part["save"][f"{proto}_raw"] = c.raw.float().cpu().numpy().astype(np.float16)
+                part["save"][f"{proto}_class_ids"] = c.class_ids.cpu().numpy()
+        return part
 
     def _commit(self, launched: dict, advance) -> None:
         """Count a launched batch, append its records, save the state: the batch is then done."""
-        records = []
         for image_id, problem in launched["bad"]:
             self.skipped.append(problem)
+            self.skipped_ids.append(image_id)
             self.done.add(image_id)
-        good = launched["good"]
-        per_image = {s.image_id: {"image_id": s.image_id, "label": int(s.label), "models": {}} for s, _, _ in good}
-        for name, (maps_by_proto, mc_step, extracted) in launched["models"].items():
-            for b, ((sample, _, _), ext) in enumerate(zip(good, extracted)):
-                per_image[sample.image_id]["models"][name] = self._count(name, b, sample, ext, maps_by_proto,
-                                                                         int(mc_step[b]))
-        for sample, _, _ in good:
-            self.done.add(sample.image_id)
-            records.append(per_image[sample.image_id])
+        lines = []
+        for start, n, res in launched["parts"]:
+            res = res.result() if self.pool else res
+            chunk = launched["good"][start:start + n]
+            for b, problem in res["problems"]:
+                self.skipped.append(problem)
+                self.skipped_ids.append(chunk[b].image_id)
+            self.done.update(s.image_id for s in chunk)
+            lines += res["lines"]
+            ok = np.asarray(res["ok"], np.int64)
+            if len(ok):
+                for name, arrays in res["models"].items():
+                    self._count(name, arrays, launched["mc"][name][start + ok])
         with self.records_file.open("a") as fh:
-            for r in records:
-                fh.write(json.dumps(r) + "\n")
+            fh.write("".join(lines))
+        self.records_bytes = self.records_file.stat().st_size
         self._save_state()
         advance(launched["size"])
+        self.timeline.append((time.perf_counter(), launched["size"]))
 
-    def _job(self, name, b, sample, width, height, maps_by_proto, preprocs) -> dict:
-        cam = maps_by_proto.get("cam")
-        wsol = maps_by_proto.get("wsol")
-        if wsol is not None and wsol.raw is None:
-            raise TdvizError(f"The wsol protocol needs raw maps; method {self.cfg.method!r} gives only normalized "
-                             "ones: use a gradient method such as gradcam.")
-        cam_maps, normalized = None, False
-        if cam is not None:
-            if cam.raw is not None:
-                cam_maps = cam.raw[b]
-            else:
-                cam_maps, normalized = cam.maps[b], True
-        masks = None
-        if wsol is not None and self.has_masks:
-            masks = load_gt_mask(sample.mask_paths, sample.ignore_path)
-        pxap = next((ms["pxap"] for ms in self.meters[name].values() if "pxap" in ms), None)
-        return {"steps": (cam or wsol).logits.shape[1], "cam": cam_maps, "cam_normalized": normalized,
-                "pre": preprocs.get(f"cam:{name}", Preprocess()), "width": width, "height": height,
-                "ratio": self.cfg.cam_ratio, "gt_boxes": sample.boxes,
-                "wsol": None if wsol is None else wsol.raw[b, :, -1],
-                "thresholds": self.meters[name]["mc"]["maxboxacc_v2"].thresholds if wsol is not None else None,
-                "masks": masks, "edges": None if pxap is None else pxap.edges}
-
-    def _count(self, name, b, sample, ext, maps_by_proto, mc_step) -> dict:
-        """Feed one image's extracted boxes and IoUs to the meters of each step and of "mc"."""
-        cam = maps_by_proto.get("cam")
-        steps = (cam or maps_by_proto["wsol"]).logits.shape[1]
-        rec = {"steps": [], "most_confident_step": mc_step + 1}
-        k = self.cfg.topk
-        for t in range(steps):
-            step_rec = {}
-            keys = (str(t + 1),) + (("mc",) if t == mc_step else ())
-            for key in keys:
-                ms = self.meters[name][key]
-                if cam is not None:
-                    boxes = ext["cam_boxes"][t]
-                    ms["cam"].update(cam.class_ids[b, t, :k].tolist(), boxes[:k], sample.label, sample.boxes,
-                                     gt_known_box=boxes[-1], gt_box_labels=sample.box_labels)
-                if ext["v2"]:
-                    ms["maxboxacc_v2"].update_ious(ext["v2"][t])
-                    ms["maxboxacc"].update_ious(ext["v1"][t])
-                    if ext["hist"] and "pxap" in ms:
-                        ms["pxap"].update_histograms(*ext["hist"][t])
-            if cam is not None:
-                boxes = ext["cam_boxes"][t]
-                step_rec.update(top5=cam.class_ids[b, t, :k].tolist(),
-                                scores=[round(float(v), 4) for v in cam.scores[b, t, :k]],
-                                top1_box=boxes[0].tolist(), gt_known_box=boxes[-1].tolist())
-            if ext["v2"]:
-                step_rec.update(best_iou_v2=round(float(np.max(ext["v2"][t])), 4))
-            rec["steps"].append(step_rec)
-        if self.save_maps is not None:
-            self.save_maps.mkdir(parents=True, exist_ok=True)
-            arrays = {f"{p}_raw": c.raw[b].astype(np.float16) for p, c in maps_by_proto.items() if c.raw is not None}
-            arrays.update({f"{p}_class_ids": c.class_ids[b] for p, c in maps_by_proto.items()})
-            np.savez_compressed(self.save_maps / f"{name}__{sample.image_id}.npz", **arrays)
-        return rec
+    def _count(self, name: str, arrays: dict, mc: np.ndarray) -> None:
+        """Add one chunk's meter rows ([N, T, ...] per quantity) to every step's meters and to "mc"."""
+        rows = np.arange(len(mc))
+        steps = next(a for a in arrays.values() if a is not None).shape[1]
+        for key in [str(t + 1) for t in range(steps)] + ["mc"]:
+            pick = (lambda a: a[rows, mc]) if key == "mc" else (lambda a, t=int(key) - 1: a[:, t])
+            ms = self.meters[name][key]
+            if arrays["hits"] is not None:
+                ms["cam"].add_hits(pick(arrays["hits"]))
+            if arrays["v2"] is not None:
+                ms["maxboxacc_v2"].add_ious(pick(arrays["v2"]))
+                ms["maxboxacc"].add_ious(pick(arrays["v1"]))
+            if arrays["ht"] is not None and "pxap" in ms:
+                ms["pxap"].add_histograms(pick(arrays["ht"]), pick(arrays["hf"]))
 
     # ------------------------------------------------------------------ results
     def results(self) -> dict:

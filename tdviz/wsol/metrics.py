@@ -178,6 +178,16 @@ class CamProtocolMeter(_Meter):
         """
         if not self._admit(image_id):
             return False
+        self.hits += self.hits_of(topk_classes, pred_boxes, gt_label, gt_boxes, gt_known_box=gt_known_box,
+                                  gt_box_labels=gt_box_labels)
+        self.n += 1
+        return True
+
+    def hits_of(self, topk_classes: Sequence[int], pred_boxes, gt_label: int, gt_boxes, *,
+                gt_known_box=None, gt_box_labels=None) -> np.ndarray:
+        """One image's int64 [5] hits (top-1 cls, top-k cls, top-1 loc, top-k loc, GT-known loc)
+        without counting it: :meth:`update`'s arguments; a worker process can compute them for
+        :meth:`add_hits`."""
         classes = [int(c) for c in list(topk_classes)[: self.topk]]
         boxes = _boxes_or_nan(pred_boxes, len(classes))
         gt = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
@@ -192,10 +202,14 @@ class CamProtocolMeter(_Meter):
         good = self._ok(box_iou(boxes, gt).max(axis=1)) if len(gt) else np.zeros(len(classes), bool)
         correct = np.array([c == int(gt_label) for c in classes], bool)
         known_ok = bool(self._ok(box_iou(known, gt).max(axis=1))[0]) if len(gt) else False
-        self.hits += np.array([correct[:1].any(), correct.any(), (correct & good)[:1].any(),
-                               (correct & good).any(), known_ok], np.int64)
-        self.n += 1
-        return True
+        return np.array([correct[:1].any(), correct.any(), (correct & good)[:1].any(),
+                         (correct & good).any(), known_ok], np.int64)
+
+    def add_hits(self, hits: np.ndarray) -> None:
+        """Count images from their :meth:`hits_of` rows, int [N, 5]."""
+        hits = np.asarray(hits, np.int64).reshape(-1, 5)
+        self.hits += hits.sum(axis=0)
+        self.n += len(hits)
 
     def result(self) -> CamProtocolResult:
         """Accuracies so far, in percent (NaN before the first image)."""
@@ -314,6 +328,13 @@ class MaxBoxAccMeter(_Meter):
             self.correct[i] += ious >= (delta / 100)
         self.n += 1
         return True
+
+    def add_ious(self, best_ious: np.ndarray) -> None:
+        """Count images from their best IoU per threshold, [N, thresholds] (many :meth:`update_ious`)."""
+        ious = np.asarray(best_ious, np.float64).reshape(-1, len(self.thresholds))
+        for i, delta in enumerate(self.deltas):
+            self.correct[i] += (ious >= (delta / 100)).sum(axis=0)
+        self.n += len(ious)
 
     def result(self) -> MaxBoxAccResult:
         """MaxBoxAcc per delta and their mean, in percent (NaN before the first image)."""
@@ -434,6 +455,14 @@ class PxAPMeter(_Meter):
         self.hist_false += np.asarray(hist_false, np.int64)
         self.n += 1
         return True
+
+    def add_histograms(self, hist_true: np.ndarray, hist_false: np.ndarray) -> None:
+        """Count images from their :meth:`histograms`, each [N, bins]."""
+        bins = len(self.edges) - 1
+        true = np.asarray(hist_true, np.int64).reshape(-1, bins)
+        self.hist_true += true.sum(axis=0)
+        self.hist_false += np.asarray(hist_false, np.int64).reshape(-1, bins).sum(axis=0)
+        self.n += len(true)
 
     def result(self) -> PxAPResult:
         """PxAP in percent and the PR curve (NaN PxAP without any foreground pixel)."""
