@@ -22,20 +22,16 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import cv2
 import numpy as np
-import torch
-from PIL import Image
 
-import tdviz
-from tdviz.cam import StepView
-from tdviz.images import Preprocess, read_image
-from tdviz.wsol.annotations import load_wsol_dataset
-from tdviz.wsol.evaluate import WsolConfig, run_wsol
+# torch, OpenCV and tdviz's model side are imported inside the functions: tdviz's box workers are
+# spawned processes that re-import this main module, and should start as fast as under `tdviz wsol`
 
 
 def make_images(root: Path, n: int, num_classes: int = 1000) -> dict[str, int]:
     """n random JPEGs with one box each, as an ILSVRC-style XML folder; returns the synset index."""
+    from PIL import Image
+
     rng = np.random.default_rng(0)
     (root / "images").mkdir(parents=True)
     (root / "xml").mkdir()
@@ -60,8 +56,13 @@ def make_images(root: Path, n: int, num_classes: int = 1000) -> dict[str, int]:
 
 def baseline(model, dataset, device: str, batch: int = 32) -> float:
     """grad-cam maps per step and class, boxes per image and threshold in Python loops."""
+    import cv2
+    import torch
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    from tdviz.cam import StepView
+    from tdviz.images import Preprocess, read_image
 
     pre_cam, pre_wsol = Preprocess(), Preprocess(mode="resize")
     layer = dict(model.named_modules())[model.feature_layer]
@@ -99,6 +100,12 @@ def baseline(model, dataset, device: str, batch: int = 32) -> float:
 
 
 def main() -> None:
+    import torch
+
+    import tdviz
+    from tdviz.wsol.annotations import load_wsol_dataset
+    from tdviz.wsol.evaluate import WsolConfig, run_wsol
+
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="resnet50_tdjoint")
     p.add_argument("--images", type=int, default=64)

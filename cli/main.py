@@ -153,7 +153,7 @@ def wsol(
     out: str = typer.Option("tdviz_wsol", help="Output folder (results.json, results.csv, records.jsonl)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
     save_maps: str = typer.Option(None, "--save-maps", help="Folder to keep every image's per-step maps (npz)."),
-    device: str = typer.Option("cuda" if __import__("torch").cuda.is_available() else "cpu"),
+    device: str = typer.Option(None, help="cuda or cpu [default: cuda when there is a GPU]."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Weakly-supervised localization per model and per step: the paper's Table 3 and wsolevaluation's metrics."""
@@ -165,6 +165,10 @@ def wsol(
     bad = [p for p in protocols if p not in PROTOCOLS]
     if bad:
         raise TdvizError(f"--protocol {bad[0]} is unknown: use cam and/or wsol.")
+    if device is None:  # decided here: importing torch for a flag default would slow every worker's start
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     nets = resolve_models(model, weights, device=device)
     if data is None and boxes is None:
         dataset = demo_wsol_dataset(images, workers)

@@ -211,6 +211,8 @@ class WsolRun:
         self.pool = (ProcessPoolExecutor(box_workers, mp_context=multiprocessing.get_context("spawn"),
                                          initializer=_single_threaded) if box_workers > 0 else None)
         self.box_workers = box_workers
+        for _ in range(box_workers):  # start every worker now, while the first batches decode
+            self.pool.submit(_single_threaded)
         try:
             return self._run(workers, progress, stop_after)
         finally:
