@@ -26,7 +26,6 @@ from collections import deque
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -39,7 +38,7 @@ from ..progress import image_progress
 from ..steps import most_confident_step
 from .annotations import WsolDataset, WsolSample
 from .components import gradcam_rule_boxes, gradcam_rule_masks
-from .extract import extract_chunk
+from .extract import extract_chunk, init_worker
 from .metrics import CamProtocolMeter, MaxBoxAccMeter, PxAPMeter
 
 PROTOCOLS = ("cam", "wsol")
@@ -110,10 +109,21 @@ def _meters(cfg: WsolConfig, masks: bool) -> dict:
     return m
 
 
-def _single_threaded() -> None:
-    """Box workers run OpenCV on one thread each: N workers x OpenCV's default of one thread per
-    core oversubscribes the machine."""
-    cv2.setNumThreads(1)
+def box_pool(workers: int):
+    """The box-extraction pool: ``workers`` spawned processes, all started now (their start then
+    overlaps the decoding of the first batches), each running OpenCV on one thread.
+
+    Spawn, not fork: a forked child inherits the parent's OpenCV/OpenMP thread pools in whatever
+    state they are, and can deadlock in them. The workers import only :mod:`tdviz.wsol.extract`
+    (no torch), so they start in a fraction of a second.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=init_worker)
+    for _ in range(workers):
+        pool.submit(init_worker)
+    return pool
 
 
 def _components_on_device(device: torch.device) -> bool:
@@ -203,16 +213,8 @@ class WsolRun:
 
         ``workers`` processes decode images; ``box_workers`` processes extract boxes (0: inline).
         """
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        # spawn, not fork: a forked child inherits the parent's OpenCV/OpenMP thread pools in
-        # whatever state they are, and can deadlock in them
-        self.pool = (ProcessPoolExecutor(box_workers, mp_context=multiprocessing.get_context("spawn"),
-                                         initializer=_single_threaded) if box_workers > 0 else None)
+        self.pool = box_pool(box_workers) if box_workers > 0 else None
         self.box_workers = box_workers
-        for _ in range(box_workers):  # start every worker now, while the first batches decode
-            self.pool.submit(_single_threaded)
         try:
             return self._run(workers, progress, stop_after)
         finally:

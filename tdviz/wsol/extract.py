@@ -15,13 +15,20 @@ import json
 import math
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from ..errors import TdvizError
 from .boxes import largest_component_box, resize_boxes_wsol, wsol_best_ious, wsol_scoremap
 from .metrics import CamProtocolMeter, PxAPMeter, load_gt_mask
 
-__all__ = ["extract_chunk"]
+__all__ = ["extract_chunk", "init_worker"]
+
+
+def init_worker() -> None:
+    """A box worker runs OpenCV on one thread: N workers x OpenCV's default of one thread per core
+    would oversubscribe the machine."""
+    cv2.setNumThreads(1)
 
 
 def _box_to_original(box, pre, width: int, height: int) -> list[int] | None:
