@@ -133,7 +133,7 @@ def _components_on_device(device: torch.device) -> bool:
 
 
 _STATE_VERSION = 2
-_IN_FLIGHT = 3  # batches whose boxes may still be in the pool while the models run the next one
+_IN_FLIGHT = 6  # batches whose boxes may still be in the pool while the models run the next one
 
 
 class WsolRun:
