@@ -139,3 +139,15 @@ def test_shipped_imagenet_names_are_torchvisions():
     from tdviz.classnames import imagenet_class_names
 
     assert imagenet_class_names() == list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def test_normalize_table_equals_the_cpu_arithmetic():
+    """Off the CPU, images are normalized through a table; its 3 x 256 entries must be the CPU's
+    float32 results bit for bit, so a GPU run sees the same input values."""
+    import torch
+
+    from tdviz.images import _normalize_table
+
+    pre = Preprocess()
+    every_value = torch.arange(256, dtype=torch.uint8).view(1, 1, 256).expand(3, 1, 256).contiguous()
+    assert torch.equal(pre.normalize(every_value)[:, 0], _normalize_table(pre.mean, pre.std).view(3, 256))
