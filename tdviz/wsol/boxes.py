@@ -287,7 +287,11 @@ def _level_boxes(scoremap: np.ndarray, thresholds, inclusive: bool):
         binary = cv2.threshold(q[y0:y1s[u], x0:x1s[u]], level - 1, 1, cv2.THRESH_BINARY)[1]
         contours = cv2.findContours(binary, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE, offset=(x0, y0))[-2]
         # the first maximum, like Python's max(contours, key=cv2.contourArea)
-        largest.append(int(np.argmax([cv2.contourArea(c) for c in contours])) if len(contours) > 1 else 0)
+        if len(contours) > 1:
+            areas = [cv2.contourArea(c) for c in contours]
+            largest.append(areas.index(max(areas)))
+        else:
+            largest.append(0)
         rects.append([cv2.boundingRect(c) for c in contours])
     counts = [1 if r is None else len(r) for r in rects]
     flat = np.array([b for r in rects for b in (r if r is not None else [(0, 0, 1, 1)])], np.int64).reshape(-1, 4)

@@ -97,6 +97,19 @@ def _collate(batch):
     return good, bad, stacked
 
 
+def _ramp_batches(n: int, batch_size: int) -> list[list[int]]:
+    """Indices 0..n-1 in batches of ``batch_size``, the first ones smaller (1/8, 1/4, 1/2): each
+    loader worker decodes a whole batch, so small first batches start the models and the box
+    workers in a fraction of the time one full batch takes to decode."""
+    sizes = [max(1, batch_size // d) for d in (8, 4, 2)]
+    batches, start = [], 0
+    while start < n:
+        size = sizes[len(batches)] if len(batches) < len(sizes) else batch_size
+        batches.append(list(range(start, min(start + size, n))))
+        start += size
+    return batches
+
+
 def _meters(cfg: WsolConfig, masks: bool) -> dict:
     m = {}
     if "cam" in cfg.protocols:
@@ -229,9 +242,9 @@ class WsolRun:
             if "wsol" in self.cfg.protocols:
                 preprocs[f"wsol:{name}"] = Preprocess(mode="resize")
         todo = [s for s in self.samples if s.image_id not in self.done]
-        loader = DataLoader(_Images(todo, preprocs), batch_size=self.cfg.batch_size, num_workers=workers,
-                            collate_fn=_collate, pin_memory=torch.cuda.is_available(),
-                            persistent_workers=False, prefetch_factor=4 if workers else None)
+        loader = DataLoader(_Images(todo, preprocs), batch_sampler=_ramp_batches(len(todo), self.cfg.batch_size),
+                            num_workers=workers, collate_fn=_collate, pin_memory=torch.cuda.is_available(),
+                            prefetch_factor=4 if workers else None)
         batches = 0
         pending: deque = deque()
         with image_progress("localizing", len(todo), progress) as advance:
