@@ -125,3 +125,23 @@ def test_box_workers_do_not_load_torch():
         assert pool.submit(eval, "'cv2' in __import__('sys').modules").result(timeout=120) is True
     finally:
         pool.shutdown()
+
+
+def test_unreadable_mask_skips_that_image_and_keeps_the_rest(split, model, tmp_path):
+    from tdviz.wsol.annotations import read_wsolevaluation
+
+    data = SOURCES["xml"](split)
+    masked, problems = read_wsolevaluation(split / "wsol" / "mask", data_root=split)
+    assert not problems
+    by_id = {s.image_id: s for s in masked}
+    for s in data.samples:
+        s.mask_paths, s.ignore_path = by_id[s.image_id].mask_paths, by_id[s.image_id].ignore_path
+    broken = data.samples[3]
+    broken.mask_paths = [str(tmp_path / "gone.png")]
+    res = run_wsol({"td": model}, data, tmp_path / "out", WsolConfig(batch_size=8), workers=0, progress=False,
+                   box_workers=1)
+    assert res["models"]["td"]["2"]["n"] == 23 and res["images"] == 23
+    assert len(res["skipped"]) == 1 and broken.image_id in res["skipped"][0] and "gone.png" in res["skipped"][0]
+    assert res["models"]["td"]["2"]["pxap"] > 0
+    lines = (tmp_path / "out" / "records.jsonl").read_text().splitlines()
+    assert len(lines) == 23 and broken.image_id not in {json.loads(x)["image_id"] for x in lines}
