@@ -154,6 +154,8 @@ def wsol(
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
     save_maps: str = typer.Option(None, "--save-maps", help="Folder to keep every image's per-step maps (npz)."),
     device: str = typer.Option(None, help="cuda or cpu (default: cuda when there is a GPU)."),
+    shard: str = typer.Option(None, help="I/N: evaluate every N-th image from the I-th into OUT/shard-I-of-N; "
+                              "the last shard to finish merges (default under torchrun: RANK/WORLD_SIZE)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Weakly-supervised localization per model and per step: the paper's Table 3 and wsolevaluation's metrics."""
@@ -165,10 +167,15 @@ def wsol(
     bad = [p for p in protocols if p not in PROTOCOLS]
     if bad:
         raise TdvizError(f"--protocol {bad[0]} is unknown: use cam and/or wsol.")
+    from tdviz.wsol.shards import parse_shard, shard_from_env
+
+    parts = parse_shard(shard) if shard else shard_from_env()
     if device is None:  # decided here: importing torch for a flag default would slow every worker's start
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and "LOCAL_RANK" in os.environ:  # torchrun: one GPU per process
+        device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
     # decoding and box extraction share the cores about evenly (measured best on a 16-core H100 host)
     cores = os.cpu_count() or 1
     workers = (cores // 2) if workers is None else workers
@@ -184,7 +191,12 @@ def wsol(
     cfg = WsolConfig(protocols=protocols, topk=topk, cam_ratio=cam_ratio, method=method, batch_size=batch_size,
                      limit=limit)
     results = run_wsol(nets, dataset, out, cfg, resume=resume, save_maps=save_maps, workers=workers,
-                       progress=not as_json, box_workers=box_workers)
+                       progress=not as_json, box_workers=box_workers, shard=parts)
+    if results.get("merged") is False:
+        index, count = results["shard"]
+        Console(stderr=True).print(f"shard {index}/{count} done ({results['images']} images, "
+                                   f"{Path(out) / f'shard-{index}-of-{count}'}); {Path(out) / 'results.json'} is "
+                                   "written when the last shard finishes.", highlight=False, soft_wrap=True)
     if as_json:
         print(json.dumps(results, indent=2))
         return

@@ -145,3 +145,31 @@ def test_unreadable_mask_skips_that_image_and_keeps_the_rest(split, model, tmp_p
     assert res["models"]["td"]["2"]["pxap"] > 0
     lines = (tmp_path / "out" / "records.jsonl").read_text().splitlines()
     assert len(lines) == 23 and broken.image_id not in {json.loads(x)["image_id"] for x in lines}
+
+
+def test_shards_merge_to_the_results_of_one_run(split, model, tmp_path, monkeypatch):
+    from tdviz.wsol.shards import parse_shard, shard_from_env
+
+    data = SOURCES["xml"](split)
+    single = run_wsol({"td": model}, data, tmp_path / "one", WsolConfig(batch_size=4, limit=21), workers=0,
+                      progress=False)
+    out = tmp_path / "sharded"
+    first = run_wsol({"td": model}, data, out, WsolConfig(batch_size=4, limit=21), workers=0, progress=False,
+                     shard=(1, 3))
+    assert first["merged"] is False and first["images"] == 7 and not (out / "results.json").exists()
+    monkeypatch.setenv("WORLD_SIZE", "3")  # the others as torchrun would start them
+    for rank in ("2", "0"):
+        monkeypatch.setenv("RANK", rank)
+        last = run_wsol({"td": model}, data, out, WsolConfig(batch_size=4, limit=21), workers=0, progress=False)
+    assert last["shards"] == 3
+    merged = json.loads((out / "results.json").read_text())
+    assert merged == json.loads((tmp_path / "one" / "results.json").read_text()) and merged["images"] == 21
+    assert merged["models"] == single["models"]
+    one_lines = sorted((tmp_path / "one" / "records.jsonl").read_text().splitlines())
+    assert sorted((out / "records.jsonl").read_text().splitlines()) == one_lines
+    assert (out / "results.csv").read_text() == (tmp_path / "one" / "results.csv").read_text()
+    assert shard_from_env() == (0, 3) and parse_shard("2/4") == (2, 4)
+    from tdviz.errors import TdvizError
+
+    with pytest.raises(TdvizError, match="--shard"):
+        parse_shard("4/4")

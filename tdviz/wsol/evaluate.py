@@ -19,6 +19,7 @@ so ``resume=True`` continues an interrupted run and ends with the same ``results
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import time
@@ -146,6 +147,12 @@ def _components_on_device(device: torch.device) -> bool:
 
 
 _STATE_VERSION = 2
+
+
+def meters_from_state(state: dict) -> dict[str, dict[str, dict]]:
+    """The meters saved in a run's state.json (model -> step -> metric -> meter)."""
+    return {m: {s: {k: METER_KINDS[k].from_state(v) for k, v in ms.items()} for s, ms in steps.items()}
+            for m, steps in state["meters"].items()}
 _IN_FLIGHT = 6  # batches whose boxes may still be in the pool while the models run the next one
 
 
@@ -194,10 +201,7 @@ class WsolRun:
         if state["config"] != json.loads(json.dumps(asdict(self.cfg))) or sorted(state["models"]) != sorted(self.models):
             raise TdvizError(f"--resume: {self.state_file} was made with other settings or models "
                              f"({state['config']}, {state['models']}); rerun them or start a fresh --out.")
-        kinds = {"cam": CamProtocolMeter, "maxboxacc_v2": MaxBoxAccMeter, "maxboxacc": MaxBoxAccMeter,
-                 "pxap": PxAPMeter}
-        self.meters = {m: {s: {k: kinds[k].from_state(v) for k, v in ms.items()} for s, ms in steps.items()}
-                       for m, steps in state["meters"].items()}
+        self.meters = meters_from_state(state)
         self.skipped, self.skipped_ids = state["skipped"], state["skipped_ids"]
         self.records_bytes = state["records_bytes"]
         # records appended after the last saved state belong to a batch that was not counted: cut them
@@ -258,8 +262,7 @@ class WsolRun:
             while pending:
                 self._commit(pending.popleft(), advance)
         results = self.results()
-        (self.out / "results.json").write_text(json.dumps(results, indent=1))
-        self._write_csv(results)
+        write_results(self.out, results)
         return results
 
     def _launch(self, todo, batch, preprocs) -> dict:
@@ -382,33 +385,47 @@ class WsolRun:
     # ------------------------------------------------------------------ results
     def results(self) -> dict:
         """Every metric per model and step (and "mc"), as plain numbers."""
-        first = next(iter(next(iter(self.meters.values())).values()))
-        counted = next(iter(first.values())).n if first else 0
-        out = {"images": counted, "skipped": self.skipped, "config": asdict(self.cfg), "models": {}}
-        for name, steps in self.meters.items():
-            out["models"][name] = {}
-            for step, ms in steps.items():
-                row = {}
-                if "cam" in ms:
-                    r = ms["cam"].result()
-                    row.update(top1_cls=r.top1_cls, top5_cls=r.top5_cls, top1_loc=r.top1_loc, top5_loc=r.top5_loc,
-                               gt_known_loc=r.gt_known_loc, n=r.n)
-                if "maxboxacc_v2" in ms:
-                    r2, r1 = ms["maxboxacc_v2"].result(), ms["maxboxacc"].result()
-                    row.update(maxboxacc_v2=r2.value, maxboxacc_v2_per_delta=r2.per_delta, maxboxacc=r1.value)
-                if "pxap" in ms:
-                    row["pxap"] = ms["pxap"].result().pxap
-                out["models"][name][step] = row
-        return json.loads(json.dumps(out, default=float))
+        return results_of(self.meters, self.skipped, self.cfg)
 
-    def _write_csv(self, results: dict) -> None:
-        cols = ["top1_cls", "top5_cls", "top1_loc", "top5_loc", "gt_known_loc", "maxboxacc_v2", "maxboxacc", "pxap"]
-        with (self.out / "results.csv").open("w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["model", "step"] + cols)
-            for name, steps in results["models"].items():
-                for step, row in steps.items():
-                    w.writerow([name, step] + [("" if row.get(c) is None else f"{row[c]:.2f}") for c in cols])
+
+METER_KINDS = {"cam": CamProtocolMeter, "maxboxacc_v2": MaxBoxAccMeter, "maxboxacc": MaxBoxAccMeter, "pxap": PxAPMeter}
+
+
+def results_of(meters: dict[str, dict[str, dict]], skipped: list[str], cfg: WsolConfig) -> dict:
+    """results.json's content: every metric per model and step (and "mc") from the meters."""
+    first = next(iter(next(iter(meters.values())).values()))
+    counted = next(iter(first.values())).n if first else 0
+    out = {"images": counted, "skipped": skipped, "config": asdict(cfg), "models": {}}
+    for name, steps in meters.items():
+        out["models"][name] = {}
+        for step, ms in steps.items():
+            row = {}
+            if "cam" in ms:
+                r = ms["cam"].result()
+                row.update(top1_cls=r.top1_cls, top5_cls=r.top5_cls, top1_loc=r.top1_loc, top5_loc=r.top5_loc,
+                           gt_known_loc=r.gt_known_loc, n=r.n)
+            if "maxboxacc_v2" in ms:
+                r2, r1 = ms["maxboxacc_v2"].result(), ms["maxboxacc"].result()
+                row.update(maxboxacc_v2=r2.value, maxboxacc_v2_per_delta=r2.per_delta, maxboxacc=r1.value)
+            if "pxap" in ms:
+                row["pxap"] = ms["pxap"].result().pxap
+            out["models"][name][step] = row
+    return json.loads(json.dumps(out, default=float))
+
+
+def write_results(out: Path, results: dict) -> None:
+    """results.json and results.csv (two decimals) in ``out``, each replaced atomically."""
+    cols = ["top1_cls", "top5_cls", "top1_loc", "top5_loc", "gt_known_loc", "maxboxacc_v2", "maxboxacc", "pxap"]
+    rows = io.StringIO()
+    w = csv.writer(rows)
+    w.writerow(["model", "step"] + cols)
+    for name, steps in results["models"].items():
+        for step, row in steps.items():
+            w.writerow([name, step] + [("" if row.get(c) is None else f"{row[c]:.2f}") for c in cols])
+    for name, text in (("results.json", json.dumps(results, indent=1)), ("results.csv", rows.getvalue())):
+        tmp = out / (name + ".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, out / name)
 
 
 def demo_wsol_dataset(images: int = 1000, workers: int = 2) -> WsolDataset:
@@ -431,10 +448,27 @@ def demo_wsol_dataset(images: int = 1000, workers: int = 2) -> WsolDataset:
 
 def run_wsol(models: dict[str, torch.nn.Module], dataset: WsolDataset, out_dir: str | Path,
              config: WsolConfig | None = None, resume: bool = False, save_maps: str | Path | None = None,
-             workers: int = 2, progress: bool = True, box_workers: int = 0) -> dict:
-    """Evaluate ``models`` on ``dataset`` and write results.json, results.csv and records.jsonl."""
+             workers: int = 2, progress: bool = True, box_workers: int = 0,
+             shard: tuple[int, int] | None = None) -> dict:
+    """Evaluate ``models`` on ``dataset`` and write results.json, results.csv and records.jsonl.
+
+    ``shard=(i, n)`` (or torchrun's RANK / WORLD_SIZE when not given) evaluates every n-th image
+    from the i-th into ``out_dir/shard-i-of-n`` (each shard resumable on its own); the shard that
+    finishes last merges all of them into ``out_dir`` (see :mod:`tdviz.wsol.shards`).
+    """
+    from .shards import merge_shards, shard_dataset, shard_dir, shard_from_env
+
     if not dataset.samples:
         first = dataset.problems[0] if dataset.problems else "no record"
         raise TdvizError(f"No usable image in {dataset.source} ({first}).")
-    run = WsolRun(models, dataset, out_dir, config or WsolConfig(), resume, save_maps)
-    return run.run(workers, progress, box_workers=box_workers)
+    config = config or WsolConfig()
+    shard = shard or shard_from_env()
+    if shard is None or shard[1] == 1:
+        run = WsolRun(models, dataset, out_dir, config, resume, save_maps)
+        return run.run(workers, progress, box_workers=box_workers)
+    index, count = shard
+    part = shard_dataset(dataset, index, count, config.limit)
+    run = WsolRun(models, part, shard_dir(out_dir, index, count), config, resume, save_maps)
+    own = run.run(workers, progress, box_workers=box_workers)
+    merged = merge_shards(out_dir, count)
+    return merged if merged is not None else dict(own, shard=[index, count], merged=False)

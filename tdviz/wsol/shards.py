@@ -1,0 +1,85 @@
+"""One `tdviz wsol` run over several GPUs or machines: shards that merge themselves.
+
+Shard ``i`` of ``n`` evaluates images ``i, i + n, i + 2n, ...`` (after ``--limit``) into
+``OUT/shard-i-of-n/`` with its own records, state and resume; no process talks to another. When
+a shard finishes it looks at the others, and the last one to finish adds their meters
+(:meth:`~tdviz.wsol.metrics.CamProtocolMeter.merge` and friends: integer counts, so the merged
+numbers equal one run's exactly) and writes ``OUT/results.json``, ``results.csv`` and
+``records.jsonl`` (the shards' records one shard after the other).
+
+Under ``torchrun --nproc-per-node N -m tdviz_cli.main wsol ...`` each process takes its shard
+from ``RANK`` / ``WORLD_SIZE`` and its GPU from ``LOCAL_RANK``; by hand, ``tdviz wsol --shard
+i/n`` on each machine, with a shared ``--out``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+
+from ..errors import TdvizError
+from .annotations import WsolDataset
+
+__all__ = ["merge_shards", "parse_shard", "shard_dataset", "shard_dir", "shard_from_env"]
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` -> (i, n), with a clear error for anything else."""
+    try:
+        index, count = (int(v) for v in text.split("/"))
+    except ValueError:
+        index, count = -1, 0
+    if not 0 <= index < count:
+        raise TdvizError(f"--shard {text!r} is invalid: use I/N with 0 <= I < N, e.g. --shard 0/4.")
+    return index, count
+
+
+def shard_from_env() -> tuple[int, int] | None:
+    """(RANK, WORLD_SIZE) when torchrun started several processes, else None."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return None
+    return int(os.environ.get("RANK", "0")), world
+
+
+def shard_dir(out: str | Path, index: int, count: int) -> Path:
+    """Where shard ``index`` of ``count`` keeps its files."""
+    return Path(out) / f"shard-{index}-of-{count}"
+
+
+def shard_dataset(dataset: WsolDataset, index: int, count: int, limit: int | None = None) -> WsolDataset:
+    """Every ``count``-th sample from ``index`` (of the first ``limit``); the dataset's problems go
+    to shard 0 only, so that merged results list each once."""
+    samples = dataset.samples[:limit] if limit else dataset.samples
+    return replace(dataset, samples=samples[index::count], problems=dataset.problems if index == 0 else [])
+
+
+def merge_shards(out: str | Path, count: int) -> dict | None:
+    """Merge finished shards into ``out``; ``None`` (and nothing written) while one is unfinished."""
+    from .evaluate import WsolConfig, meters_from_state, results_of, write_results
+
+    out = Path(out)
+    dirs = [shard_dir(out, i, count) for i in range(count)]
+    if not all((d / "results.json").exists() and (d / "state.json").exists() for d in dirs):
+        return None
+    states = [json.loads((d / "state.json").read_text()) for d in dirs]
+    if any(s["config"] != states[0]["config"] or s["models"] != states[0]["models"] for s in states):
+        raise TdvizError(f"The shards in {out} were run with different settings or models; rerun them alike.")
+    meters = meters_from_state(states[0])
+    for state in states[1:]:
+        for model, steps in meters_from_state(state).items():
+            for step, ms in steps.items():
+                for kind, meter in ms.items():
+                    meters[model][step][kind].merge(meter)
+    skipped = [p for s in states for p in s["skipped"]]
+    results = results_of(meters, skipped, WsolConfig(**{k: (tuple(v) if isinstance(v, list) else v)
+                                                         for k, v in states[0]["config"].items()}))
+    tmp = out / "records.jsonl.tmp"
+    with tmp.open("w") as fh:
+        for d in dirs:
+            fh.write((d / "records.jsonl").read_text())
+    os.replace(tmp, out / "records.jsonl")
+    write_results(out, results)
+    return dict(results, shards=count)
