@@ -12,8 +12,10 @@ the ground-truth class's map. Two protocols:
   MaxBoxAcc (δ 50, largest contour) and, where masks exist, PxAP.
 
 Every metric is reported per step and for the paper's most-confident-step rule ("mc"). Records
-are appended per batch to ``records.jsonl`` and meter states saved atomically to ``state.json``,
-so ``resume=True`` continues an interrupted run and ends with the same ``results.json``.
+are appended per batch to ``records.jsonl`` and the meters, with the byte length of the records
+they count, saved atomically to ``state.json``, so ``resume=True`` continues an interrupted run
+and ends with the same ``results.json``. Where the work runs: see :class:`WsolRun`; several
+GPUs or machines: :mod:`tdviz.wsol.shards`.
 """
 
 from __future__ import annotations
