@@ -167,9 +167,9 @@ def wsol(
     bad = [p for p in protocols if p not in PROTOCOLS]
     if bad:
         raise TdvizError(f"--protocol {bad[0]} is unknown: use cam and/or wsol.")
-    from tdviz.wsol.shards import parse_shard, shard_from_env
+    from tdviz.wsol.shards import parse_shard
 
-    parts = parse_shard(shard) if shard else shard_from_env()
+    parts = parse_shard(shard) if shard else None  # None: torchrun's RANK/WORLD_SIZE, if any
     if device is None:  # decided here: importing torch for a flag default would slow every worker's start
         import torch
 

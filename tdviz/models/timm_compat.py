@@ -6,6 +6,7 @@ baseline-attention names (``resnet50_tdjoint``, ``resnet50_se``, ...) are added.
 
 from __future__ import annotations
 
+from ..timm_hook import register_with_timm_when_imported  # noqa: F401  (kept importable here)
 from .registry import create_model, list_models
 
 _TIMM_ONLY_ARGS = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir", "features_only")
@@ -43,6 +44,3 @@ def register_with_timm() -> list[str]:
         register_model(_entrypoint(name))
         added.append(name)
     return added
-
-
-from ..timm_hook import register_with_timm_when_imported  # noqa: F401  (kept importable here)

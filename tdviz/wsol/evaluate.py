@@ -387,17 +387,17 @@ class WsolRun:
     # ------------------------------------------------------------------ results
     def results(self) -> dict:
         """Every metric per model and step (and "mc"), as plain numbers."""
-        return results_of(self.meters, self.skipped, self.cfg)
+        return results_of(self.meters, self.skipped, asdict(self.cfg))
 
 
 METER_KINDS = {"cam": CamProtocolMeter, "maxboxacc_v2": MaxBoxAccMeter, "maxboxacc": MaxBoxAccMeter, "pxap": PxAPMeter}
 
 
-def results_of(meters: dict[str, dict[str, dict]], skipped: list[str], cfg: WsolConfig) -> dict:
+def results_of(meters: dict[str, dict[str, dict]], skipped: list[str], config: dict) -> dict:
     """results.json's content: every metric per model and step (and "mc") from the meters."""
     first = next(iter(next(iter(meters.values())).values()))
     counted = next(iter(first.values())).n if first else 0
-    out = {"images": counted, "skipped": skipped, "config": asdict(cfg), "models": {}}
+    out = {"images": counted, "skipped": skipped, "config": config, "models": {}}
     for name, steps in meters.items():
         out["models"][name] = {}
         for step, ms in steps.items():

@@ -324,9 +324,7 @@ class MaxBoxAccMeter(_Meter):
         ious = np.asarray(best_ious, np.float64).reshape(-1)
         if len(ious) != len(self.thresholds):
             raise ValueError(f"expected {len(self.thresholds)} IoUs (one per threshold), got {len(ious)}")
-        for i, delta in enumerate(self.deltas):
-            self.correct[i] += ious >= (delta / 100)
-        self.n += 1
+        self.add_ious(ious[None])
         return True
 
     def add_ious(self, best_ious: np.ndarray) -> None:
@@ -451,9 +449,7 @@ class PxAPMeter(_Meter):
         """Count one image from :meth:`histograms`' output."""
         if not self._admit(image_id):
             return False
-        self.hist_true += np.asarray(hist_true, np.int64)
-        self.hist_false += np.asarray(hist_false, np.int64)
-        self.n += 1
+        self.add_histograms(np.asarray(hist_true)[None], np.asarray(hist_false)[None])
         return True
 
     def add_histograms(self, hist_true: np.ndarray, hist_false: np.ndarray) -> None:

@@ -58,7 +58,7 @@ def shard_dataset(dataset: WsolDataset, index: int, count: int, limit: int | Non
 
 def merge_shards(out: str | Path, count: int) -> dict | None:
     """Merge finished shards into ``out``; ``None`` (and nothing written) while one is unfinished."""
-    from .evaluate import WsolConfig, meters_from_state, results_of, write_results
+    from .evaluate import meters_from_state, results_of, write_results
 
     out = Path(out)
     dirs = [shard_dir(out, i, count) for i in range(count)]
@@ -74,8 +74,7 @@ def merge_shards(out: str | Path, count: int) -> dict | None:
                 for kind, meter in ms.items():
                     meters[model][step][kind].merge(meter)
     skipped = [p for s in states for p in s["skipped"]]
-    results = results_of(meters, skipped, WsolConfig(**{k: (tuple(v) if isinstance(v, list) else v)
-                                                         for k, v in states[0]["config"].items()}))
+    results = results_of(meters, skipped, states[0]["config"])
     tmp = out / "records.jsonl.tmp"
     with tmp.open("w") as fh:
         for d in dirs:
