@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -15,7 +16,8 @@ from rich.table import Table
 import tdviz
 from tdviz.errors import TdvizError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="See and measure top-down attention in CNNs.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="See and measure top-down attention in CNNs.")
 # tables stay readable when the output is piped or logged (rich assumes 80 columns there)
 console = Console() if sys.stdout.isatty() else Console(width=160)
 
@@ -25,16 +27,35 @@ def _root() -> None:
     """See and measure top-down attention in CNNs."""
 
 
+def _fail(message: str, code: int) -> None:
+    Console(stderr=True).print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
 def user_errors(fn):
-    """Print a TdvizError as one line on stderr and exit 1, instead of a traceback."""
+    """Turn every error into one line on stderr and a non-zero exit, never a traceback: a user's
+    mistake (TdvizError) or a failed file operation (read-only or full disk) exits 1, Ctrl-C 130,
+    and anything else, which is a bug in tdviz, exits 2 naming itself as one."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from tdviz.errors import os_error_message
+
         try:
             return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort, click.ClickException):
+            raise
         except TdvizError as exc:
-            Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
+            _fail(str(exc), 1)
+        except OSError as exc:
+            _fail(os_error_message(exc), 1)
+        except KeyboardInterrupt:
+            _fail("interrupted; what was finished is kept (commands with --resume continue from it).", 130)
+        except MemoryError:
+            _fail("out of memory: use a smaller --batch-size or fewer --workers.", 1)
+        except Exception as exc:  # noqa: BLE001 - the last line of defence against a traceback
+            _fail(f"internal error, a bug in tdviz ({type(exc).__name__}: {str(exc).strip()[:300]}); please report "
+                  "it with the command that caused it.", 2)
 
     return wrapper
 
@@ -125,7 +146,7 @@ def cam(
         err = Console(stderr=True)
         err.print(f"model: {note}", highlight=False)
         for r in run.records:
-            per_step = "; ".join(f"step {t + 1}: {c[0]} {100 * s[0]:.1f}%" for t, (c, s) in enumerate(zip(r.classes, r.scores)))
+            per_step = "; ".join(f"step {t}: {c[0]} {100 * s[0]:.1f}%" for t, c, s in zip(r.steps, r.classes, r.scores))
             console.print(f"{r.image}: {per_step} -> {r.figures[0]}", highlight=False, soft_wrap=True)
     for problem in run.problems:
         Console(stderr=True).print(f"[red]skipped:[/red] {problem}", highlight=False, soft_wrap=True)
@@ -292,7 +313,7 @@ def gallery(
         raise TdvizError("Pass either --demo or --images DIR (one of the two).")
     nets = resolve_models(model, weights)
     if demo:
-        report = demo_gallery(out, n=n, models=nets, two_objects=two_objects)
+        report = demo_gallery(out, n=n, models=nets, two_objects=two_objects, method=method)
     else:
         files, problems = expand_inputs(images)
         report = build_gallery(nets, [(f, None, None) for f in files], out, method=method)

@@ -47,10 +47,28 @@ METHODS: dict[str, str] = {
     "ablationcam": "AblationCAM",
     "kpca_cam": "KPCA_CAM",
     "randomcam": "RandomCAM",
-    "fullgrad": "FullGrad",
     "shapleycam": "ShapleyCAM",
     "fem": "FEM",
 }
+
+
+#: grad-cam methods that cannot run on tdviz's models, and why (the error a user gets)
+UNSUPPORTED_METHODS: dict[str, str] = {
+    "fullgrad": "grad-cam's FullGrad needs every layer with a bias to run exactly once per forward, in the order "
+                "the modules are registered; ResNet shortcuts run before their block and TD blocks re-run their "
+                "convolutions, so its bias gradients would be paired with the wrong layers",
+}
+
+
+def check_method(method: str) -> str:
+    """The method name in lower case, or one sentence saying why it cannot be used."""
+    name = method.lower()
+    if name in UNSUPPORTED_METHODS:
+        raise TdvizError(f"CAM method {method!r} cannot run on tdviz's models ({UNSUPPORTED_METHODS[name]}): "
+                         "choose another, e.g. gradcam, gradcam++ or layercam.")
+    if name not in METHODS:
+        raise TdvizError(f"CAM method {method!r} is unknown; choose one of {', '.join(sorted(METHODS))}.")
+    return name
 
 
 def method_class(method: str) -> type:
@@ -184,9 +202,7 @@ def step_cams(model: nn.Module, images: Tensor, layer: str | None = None, method
     next to the top-5), from the same forward pass. ``normalize=False`` skips the input-size
     maps (``maps`` is then ``None``) when only ``raw`` is needed (fast paths only).
     """
-    method = method.lower()
-    if method not in METHODS:
-        raise TdvizError(f"CAM method {method!r} is unknown; choose one of {', '.join(sorted(METHODS))}.")
+    method = check_method(method)
     layer = layer or default_layer(model)
     module = _resolve_layers(model, [layer])[layer]
     size = tuple(images.shape[-2:])

@@ -141,6 +141,7 @@ class ResNetLayout:
 
     depth: int | None
     block: str
+    layers: tuple[int, ...]
     num_classes: int | None
     td_blocks: dict[int, list[int]]
     attention: str | None  # "joint" / "top" for TD files
@@ -186,7 +187,7 @@ def read_resnet_layout(shapes: dict[str, tuple]) -> ResNetLayout | None:
             baseline = kind
             break
     fc = shapes.get("fc.weight")
-    return ResNetLayout(known.get((block, layers)), block, fc[0] if fc else None,
+    return ResNetLayout(known.get((block, layers)), block, layers, fc[0] if fc else None,
                         {s: sorted(v) for s, v in sorted(td_blocks.items())}, attention, steps, m, baseline)
 
 
@@ -227,11 +228,12 @@ def suggest_model(shapes: dict[str, tuple]) -> tuple[str, dict] | None:
 
     lay = read_resnet_layout(shapes)
     candidates = list(_REGISTRY.values())
-    if lay is not None and lay.depth:
-        candidates = [s for s in candidates if s.name.startswith(f"resnet{lay.depth}")]
+    if lay is not None:  # only ResNets of that block type and depth per stage can fit
+        candidates = [s for s in candidates if tuple(s.kwargs.get("layers", ())) == lay.layers
+                      and s.kwargs.get("block") == lay.block]
     for spec in candidates:
         overrides: dict = {}
-        if lay is not None and lay.num_classes and lay.num_classes != 1000:
+        if lay is not None and lay.num_classes and lay.num_classes != spec.kwargs.get("num_classes", 1000):
             overrides["num_classes"] = lay.num_classes
         if spec.is_td and lay is not None and lay.td_blocks:
             for key, value in (("steps", lay.steps), ("m", lay.m), ("attention", lay.attention)):

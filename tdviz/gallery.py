@@ -33,10 +33,11 @@ import torch
 from PIL import Image
 from torch import nn
 
-from .cam import step_cams
+from .cam import check_method, step_cams
 from .classnames import class_names_for
 from .gallery_html import contact_sheet, write_gallery_page
 from .images import ImageError, Preprocess, read_image
+from .outputs import safe_name, unique_names, with_ext
 from .progress import image_progress
 from .viz import model_view, overlay
 from .wsol.boxes import box_iou, cam_boxes
@@ -73,6 +74,7 @@ class GalleryReport:
 
     out_dir: Path
     index_html: Path | None
+    method: str = "gradcam"
     figures: list[GalleryFigure] = field(default_factory=list)
     contact_sheet: Path | None = None
     problems: list[str] = field(default_factory=list)
@@ -195,12 +197,12 @@ def _figure(
     fig.suptitle(title, fontsize=8)
     fig.tight_layout()
     if pdf:
-        fig.savefig(out.with_suffix(".pdf"), dpi=DPI)
+        fig.savefig(with_ext(out, "pdf"), dpi=DPI)
     # PNG: a 256-colour palette (a third of an RGB PNG's size for these noisy images)
     fig.canvas.draw()
     rgb = Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3])
     rgb.quantize(256, method=Image.Quantize.MEDIANCUT).save(
-        out.with_suffix(".png"), optimize=True
+        with_ext(out, "png"), optimize=True
     )
     plt.close(fig)
     return ious, (n, steps + 1)
@@ -211,7 +213,7 @@ def _model_items(rows, stem, head, title, out_dir, label, gt_name, path) -> list
     item's PDF is the image's combined figure, which holds the same row)."""
     items = []
     for m, row in rows.items():
-        slug = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in m)
+        slug = safe_name(m, "model")
         _figure({m: row}, len(row[1]), f"{title + ': ' if title else ''}{head}",
                 out_dir / "figures" / f"{stem}__{slug}", pdf=False)
         diffs = [float(np.abs(row[1][t + 1] - row[1][t]).mean()) for t in range(len(row[1]) - 1)]
@@ -239,24 +241,23 @@ def build_gallery(
     ``images``: ``(path, label or None, gt_boxes or None)``; GT boxes are inclusive
     ``[x0, y0, x1, y1]`` in original pixels. Unreadable images are skipped with one
     sentence each in ``problems``. Figures go to ``out_dir/figures/<stem>.png|.pdf`` (a
-    numeric suffix keeps equal stems apart).
+    ``-2``, ``-3``... suffix keeps equal names apart; names are made safe by
+    :func:`tdviz.outputs.safe_name`).
     """
+    method = check_method(method)
     out_dir = Path(out_dir)
     (out_dir / "figures").mkdir(parents=True, exist_ok=True)
-    report = GalleryReport(out_dir=out_dir, index_html=None)
-    items, used = [], set()
+    report = GalleryReport(out_dir=out_dir, index_html=None, method=method)
+    items = []
+    stems = unique_names(safe_name(Path(path).stem) for path, _, _ in images)
     with image_progress("gallery", len(images), progress) as advance, torch.no_grad():
-        for path, label, gt in images:
+        for (path, label, gt), stem in zip(images, stems):
             advance(1)
             try:
                 image = read_image(path)
             except ImageError as err:
                 report.problems.append(f"{err} Skipped.")
                 continue
-            stem, i = Path(path).stem, 1
-            while stem in used:
-                stem, i = f"{Path(path).stem}_{i}", i + 1
-            used.add(stem)
             with torch.enable_grad():
                 rows = {
                     m: _model_row(model, image, gt, method)
@@ -270,7 +271,7 @@ def build_gallery(
             gt_name = (
                 names[label] if label is not None and 0 <= label < len(names) else None
             )
-            head = f"{Path(path).name}" + (f" (GT: {gt_name})" if gt_name else "")
+            head = f"{Path(path).name}" + (f" (GT: {gt_name})" if gt_name else "") + f" | {method}"
             ious, grid = _figure(
                 rows,
                 steps,
@@ -326,7 +327,7 @@ def build_gallery(
 
 def demo_gallery(
     out_dir: str | os.PathLike, n: int = 12, seed: int = 0, progress: bool = True,
-    models: dict[str, nn.Module] | None = None, two_objects: bool = False,
+    models: dict[str, nn.Module] | None = None, two_objects: bool = False, method: str = "gradcam",
 ) -> GalleryReport:
     """A gallery of the whole demo zoo (or ``models``) on the first ``n`` images of the cached
     demo validation split, with the split's GT boxes.
@@ -351,6 +352,7 @@ def demo_gallery(
         models,
         images,
         out_dir,
+        method=method,
         title=f"demo zoo, {n} images (seed {seed})",
         progress=progress,
     )

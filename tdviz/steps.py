@@ -46,18 +46,20 @@ class StepOutputs:
         return self.logits.shape[1]
 
     def most_confident(self) -> tuple[Tensor, Tensor]:
-        """The paper's rule: per image, the step whose top softmax probability is highest."""
+        """The paper's rule: per image, the step (from 1) whose top softmax probability is highest,
+        and that step's logits."""
         return most_confident_step(self.logits)
 
 
 def most_confident_step(logits: Tensor) -> tuple[Tensor, Tensor]:
-    """For per-step logits [B, T, C]: (chosen step index [B], that step's logits [B, C]).
+    """For per-step logits [B, T, C]: (the chosen step [B], counted from 1 like every step number in
+    tdviz, and that step's logits [B, C]).
 
-    Ties go to the earliest step.
+    Ties go to the earliest step. (Before tdviz 0.2 the step was a 0-based index.)
     """
     conf = logits.softmax(-1).amax(-1)
-    step = conf.argmax(1)
-    return step, logits[torch.arange(logits.shape[0], device=logits.device), step]
+    index = conf.argmax(1)
+    return index + 1, logits[torch.arange(logits.shape[0], device=logits.device), index]
 
 
 def _resolve_layers(model: nn.Module, layers: Iterable[str]) -> dict[str, nn.Module]:

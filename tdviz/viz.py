@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from .images import Preprocess
+from .outputs import with_ext
 
 
 def model_view(image: np.ndarray, preprocess: Preprocess) -> np.ndarray:
@@ -37,13 +38,15 @@ def overlay(rgb: np.ndarray, cam: np.ndarray, alpha: float = 0.5) -> np.ndarray:
 
 def step_figure(rgb: np.ndarray, maps: np.ndarray, class_names: Sequence[Sequence[str]], scores: np.ndarray,
                 title: str, out: Path, boxes: Sequence[Sequence[Sequence[float] | None]] | None = None,
-                formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
+                formats: Sequence[str] = ("png", "pdf"), step_numbers: Sequence[int] | None = None) -> list[Path]:
     """One image's maps as a grid: rows = classes (top-k), columns = the image then each step.
 
     ``maps`` [T, K, H, W], ``class_names`` [T][K], ``scores`` [T, K]; optional ``boxes`` [T][K]
-    (x0, y0, x1, y1 in the shown frame). Writes ``out`` with each suffix in ``formats``.
+    (x0, y0, x1, y1 in the shown frame); ``step_numbers`` the computation step of each column
+    (default 1..T). Writes ``out`` + ``.<suffix>`` for each suffix in ``formats``.
     """
     steps, k = maps.shape[:2]
+    numbers = list(step_numbers) if step_numbers is not None else list(range(1, steps + 1))
     fig, axes = plt.subplots(k, steps + 1, figsize=(2.3 * (steps + 1), 2.5 * k + 0.3), squeeze=False)
     for row in range(k):
         axes[row, 0].imshow(rgb)
@@ -51,7 +54,7 @@ def step_figure(rgb: np.ndarray, maps: np.ndarray, class_names: Sequence[Sequenc
         for t in range(steps):
             ax = axes[row, t + 1]
             ax.imshow(overlay(rgb, maps[t, row]))
-            label = f"step {t + 1}" if steps > 1 else "final step"
+            label = f"step {numbers[t]}" if steps > 1 else f"step {numbers[t]} (final)"
             ax.set_title(f"{label}: {class_names[t][row]}\n{100 * float(scores[t, row]):.1f}%", fontsize=8)
             if boxes is not None and boxes[t][row] is not None:
                 x0, y0, x1, y1 = boxes[t][row]
@@ -63,7 +66,7 @@ def step_figure(rgb: np.ndarray, maps: np.ndarray, class_names: Sequence[Sequenc
     fig.tight_layout()
     written = []
     for fmt in formats:
-        path = out.with_suffix(f".{fmt}")
+        path = with_ext(out, fmt)
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=110)
         written.append(path)

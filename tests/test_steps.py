@@ -85,8 +85,17 @@ def test_plain_torch_module_is_one_step():
 def test_most_confident_step():
     logits = torch.tensor([[[0.0, 5.0], [0.0, 1.0]], [[0.0, 1.0], [9.0, 0.0]]])
     step, chosen = tdviz.most_confident_step(logits)
-    assert step.tolist() == [0, 1]
+    assert step.tolist() == [1, 2]  # steps are counted from 1 everywhere (TDPass.step, the CLI, records)
     assert torch.equal(chosen, torch.tensor([[0.0, 5.0], [9.0, 0.0]]))
+
+
+def test_step_numbers_share_one_convention(td_model):
+    out = tdviz.run_steps(td_model, torch.randn(3, 3, 64, 64))
+    step, chosen = out.most_confident()
+    assert set(step.tolist()) <= {1, 2}
+    for i, s in enumerate(step.tolist()):
+        assert torch.equal(chosen[i], out.logits[i, s - 1])
+    assert [p.step for p in next(iter(out.td_passes.values()))] == [1]
 
 
 def test_bad_layer_and_steps(td_model):

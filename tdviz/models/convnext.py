@@ -142,7 +142,8 @@ class ConvNeXt(SteppedModel):
         for i in range(n - 1):
             self.downsample_layers.append(nn.Sequential(
                 LayerNorm2d(dims[i], eps=1e-6), nn.Conv2d(dims[i], dims[i + 1], kernel_size=2, stride=2)))
-        rates = [r.item() for r in torch.linspace(0, drop_path_rate, sum(depths))]
+        # built on the CPU even inside `with torch.device("meta")` (`tdviz models`, checkpoint matching)
+        rates = torch.linspace(0, drop_path_rate, sum(depths), device="cpu").tolist()
         self.stages = nn.ModuleList()
         cur = 0
         for s, (depth, dim) in enumerate(zip(depths, dims)):

@@ -316,7 +316,7 @@ class WsolRun:
         pre = preprocs.get(f"cam:{name}", Preprocess())
         frame = InputFrame(pre.mode, pre.size, pre.resize)  # what workers need of it, without torch
         part = {"steps": first.logits.shape[1], "has_cam": "cam" in cams_of, "pre": frame, "size": (pre.size, pre.size),
-                "mc": most_confident_step(first.logits)[0].cpu().numpy(), "class_ids": None, "scores": None,
+                "mc": most_confident_step(first.logits)[0].cpu().numpy() - 1,  # index "class_ids": None, "scores": None,
                 "cam_boxes": None, "cam_masks": None, "wsol_raw": None, "save": None}
         cam = cams_of.get("cam")
         if cam is not None:

@@ -1,0 +1,45 @@
+"""A contract every registered name keeps (as timm tests every name of ``list_models()``): it
+builds, describes itself on the meta device (its ``tdviz models`` row), its last step is
+``model(x)``, and its feature layer resolves and feeds the CAMs."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import tdviz
+from tdviz.cam import default_layer
+from tdviz.steps import _resolve_layers
+
+
+@pytest.fixture(scope="module")
+def model_rows():
+    res = subprocess.run([sys.executable, "-m", "tdviz", "models", "--json"], check=False, capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return {row["name"]: row for row in json.loads(res.stdout)}
+
+
+def test_tdviz_models_lists_every_name(model_rows):
+    assert sorted(model_rows) == tdviz.list_models()
+
+
+@pytest.mark.parametrize("name", tdviz.list_models())
+def test_registered_model_contract(name, model_rows):
+    torch.manual_seed(0)
+    model = tdviz.create_model(name).eval()
+    row = model_rows[name]
+    assert row["params"] == tdviz.count_parameters(model) and row["gmacs"] > 0
+    steps = model.num_steps if hasattr(model, "num_steps") else 1
+    assert row["steps"] == steps
+    layer = default_layer(model)
+    assert layer in _resolve_layers(model, [layer])
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = model(x)
+    out = tdviz.run_steps(model, x, layers=[layer])
+    assert out.logits.shape == (2, steps, expected.shape[-1])
+    torch.testing.assert_close(out.logits[:, -1], expected, rtol=1e-5, atol=1e-5)
+    assert out.activations[layer].shape[:2] == (2, steps)
