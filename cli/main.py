@@ -172,7 +172,9 @@ def wsol(
     box_workers: int = typer.Option(None, min=0, help="Box-extraction processes, 0: in the main process "
                                     "(default: the remaining cores but one)."),
     out: str = typer.Option("tdviz_wsol", help="Output folder (results.json, results.csv, records.jsonl)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out (same models, weights, data and "
+                                "options; --limit may grow)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run that --out already holds."),
     save_maps: str = typer.Option(None, "--save-maps", help="Folder to keep every image's per-step maps (npz)."),
     device: str = typer.Option(None, help="cuda or cpu (default: cuda when there is a GPU)."),
     shard: str = typer.Option(None, help="I/N: evaluate every N-th image from the I-th into OUT/shard-I-of-N; "
@@ -202,7 +204,8 @@ def wsol(
     workers = (cores // 2) if workers is None else workers
     box_workers = max(0, cores - 1 - workers) if box_workers is None else box_workers
     batch_size = batch_size or (128 if device.startswith("cuda") else 16)
-    nets = resolve_models(model, weights, device=device)
+    zoo = resolve_models(model, weights, device=device)
+    nets = zoo.models
     if data is None and boxes is None:
         dataset = demo_wsol_dataset(images, workers)
     elif boxes is None:
@@ -212,7 +215,7 @@ def wsol(
     cfg = WsolConfig(protocols=protocols, topk=topk, cam_ratio=cam_ratio, method=method, batch_size=batch_size,
                      limit=limit)
     results = run_wsol(nets, dataset, out, cfg, resume=resume, save_maps=save_maps, workers=workers,
-                       progress=not as_json, box_workers=box_workers, shard=parts)
+                       progress=not as_json, box_workers=box_workers, shard=parts, overwrite=overwrite)
     if results.get("merged") is False:
         index, count = results["shard"]
         Console(stderr=True).print(f"shard {index}/{count} done ({results['images']} images, "
@@ -258,7 +261,7 @@ def selectivity(
     from tdviz.loading import resolve_models
     from tdviz.selectivity import TABLE_COLUMNS, plot_distributions, run_selectivity, selectivity_table_rows
 
-    nets = resolve_models(model, weights)
+    nets = resolve_models(model, weights).models
     if data is None:
         from tdviz.demo import make_demo_split
 
@@ -311,7 +314,7 @@ def gallery(
 
     if demo == bool(images):
         raise TdvizError("Pass either --demo or --images DIR (one of the two).")
-    nets = resolve_models(model, weights)
+    nets = resolve_models(model, weights).models
     if demo:
         report = demo_gallery(out, n=n, models=nets, two_objects=two_objects, method=method)
     else:
@@ -342,7 +345,7 @@ def shift(
     from tdviz.shift import run_shift
     from tdviz.wsol.annotations import demo_class_index, load_wsol_dataset
 
-    nets = resolve_models(model, weights)
+    nets = resolve_models(model, weights).models
     if boxes is None:
         from tdviz.demo import make_demo_split
 

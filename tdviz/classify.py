@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .errors import TdvizError
+from .imagefiles import IMAGEFOLDER_SUFFIXES, walk_files
 from .images import ImageError, Preprocess, read_image
 from .progress import image_progress
 from .steps import run_steps
@@ -22,16 +23,18 @@ class ImageFolderDataset(Dataset):
     """
 
     def __init__(self, root: str | Path, preprocess: Preprocess) -> None:
-        from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
-
         root = Path(root)
         if not root.is_dir():
             raise TdvizError(f"Image folder {str(root)!r} does not exist: pass the folder that holds one folder per class.")
         self.classes = sorted(d.name for d in root.iterdir() if d.is_dir())
         if not self.classes:
             raise TdvizError(f"Image folder {str(root)!r} has no class folders: expected root/<class>/<image>.")
-        index = {c: i for i, c in enumerate(self.classes)}
-        self.samples = make_dataset(str(root), index, IMG_EXTENSIONS, allow_empty=True)
+        self.samples: list[tuple[str, int]] = []
+        self.problems: list[str] = []  # link loops and unreadable folders met while listing
+        for label, name in enumerate(self.classes):
+            files, problems = walk_files(root / name, IMAGEFOLDER_SUFFIXES)
+            self.samples += [(str(p), label) for p in files]
+            self.problems += problems
         if not self.samples:
             raise TdvizError(f"Image folder {str(root)!r} holds no images.")
         self.preprocess = preprocess
@@ -81,7 +84,7 @@ def evaluate_classification(models: dict[str, torch.nn.Module], dataset: ImageFo
     counts = {n: None for n in models}
     mc = {n: 0 for n in models}
     seen = 0
-    skipped: list[str] = []
+    skipped: list[str] = list(getattr(dataset, "problems", []))
     with image_progress("classifying", len(dataset), progress) as advance:
         for images, labels, _, bad in loader:
             skipped += [msg for _, msg in bad]

@@ -22,14 +22,21 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import TdvizError
 from .geometry import InputFrame
+from .imagefiles import IMAGE_SUFFIXES, ImageError, check_pixel_budget, max_pixels, walk_files
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "IMAGE_SUFFIXES",
+    "ImageError",
+    "Preprocess",
+    "expand_inputs",
+    "read_image",
+]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm")
-#: Larger images are refused (PIL's decompression-bomb guard raised tenfold: 890 megapixels).
-MAX_PIXELS = 890_000_000
 
 
 def _resize(t: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
@@ -52,31 +59,36 @@ def _center_crop(t: torch.Tensor, size: int) -> torch.Tensor:
     return t[:, top:top + size, left:left + size]
 
 
-class ImageError(TdvizError):
-    """An image that cannot be read."""
-
-
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """The image at ``path`` as RGB uint8 [H, W, 3], EXIF orientation applied.
+def read_image(path: str | os.PathLike, exif: bool = True) -> np.ndarray:
+    """The image at ``path`` as RGB uint8 [H, W, 3], EXIF orientation applied (``exif=False``: as
+    stored, the frame annotations such as ILSVRC's boxes refer to).
 
     16-bit images are scaled to 8 bits by their full range (65535), alpha is dropped (composited
     on black would invent colours; the RGB planes are kept as stored), CMYK is converted by PIL.
+    An image over the pixel budget (:func:`tdviz.imagefiles.check_pixel_budget`) is refused
+    before it is decoded.
     """
     path = Path(path)
     if not path.exists():
         raise ImageError(f"Image {str(path)!r} does not exist: check the path.")
     if path.is_dir():
         raise ImageError(f"{str(path)!r} is a folder, not an image: pass the files in it or a glob.")
-    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    budget = max_pixels()
+    check_pixel_budget(path)
+    Image.MAX_IMAGE_PIXELS = budget  # PIL's own guard, for what the header check cannot see
     try:
         with Image.open(path) as img:
             img.load()
-            img = ImageOps.exif_transpose(img)
+            if exif:
+                img = ImageOps.exif_transpose(img)
             array = _to_rgb8(img)
     except UnidentifiedImageError:
         raise ImageError(f"{str(path)!r} is not an image file tdviz can read (JPEG, PNG, BMP, WebP, TIFF, GIF).") from None
     except Image.DecompressionBombError as exc:
         raise ImageError(f"Image {str(path)!r} is too large to load safely ({exc}); downscale it first.") from None
+    except MemoryError:
+        raise ImageError(f"Image {str(path)!r} does not fit in memory; downscale it or lower TDVIZ_MAX_PIXELS.") \
+            from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"Image {str(path)!r} is damaged or truncated ({exc}); re-export or re-download it.") from None
     if array.shape[0] < 1 or array.shape[1] < 1:
@@ -112,7 +124,8 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> tuple[list[Path], list
         text = str(item)
         path = Path(text)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            found, walk_problems = walk_files(path)
+            problems += walk_problems
             if not found:
                 problems.append(f"Folder {text!r} holds no images ({', '.join(IMAGE_SUFFIXES[:4])}, ...).")
             files += found

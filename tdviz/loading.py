@@ -1,12 +1,20 @@
-"""Which model a command runs: a name, a checkpoint, both, or the built-in demo model."""
+"""Which model a command runs: a name, a checkpoint, both, or the built-in demo model; and, for the
+commands that compare several, a distinct label and the identity of each one's weights."""
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
 from torch import nn
 
 from .checkpoints import load_weights, model_from_checkpoint
+from .errors import TdvizError
 from .models.demo_zoo import DEMO_MODELS, load_demo_model
 from .models.registry import create_model
+from .outputs import unique_names
 
 DEFAULT_DEMO_MODEL = "demo_resnet_tdjoint"
 
@@ -32,17 +40,67 @@ def resolve_model(name: str | None, weights: str | None, ema: bool = False) -> t
     return model.eval(), f"{name} from {weights}"
 
 
-def resolve_models(names: list[str] | None, weights: list[str] | None, default: list[str] | None = None,
-                   device: str | None = None) -> dict[str, nn.Module]:
-    """Several models by name, each with its checkpoint (``weights`` in the same order, or none);
-    ``default`` names when none are given (the demo zoo for most commands)."""
-    from .errors import TdvizError
+def state_digest(model: nn.Module) -> str:
+    """SHA-256 of a model's state dict (names, dtypes, shapes and bytes, in name order): the same
+    weights give the same digest whatever file or format they were loaded from."""
+    h = hashlib.sha256()
+    for key, value in sorted(model.state_dict().items()):
+        t = value.detach().cpu().contiguous().reshape(-1)
+        h.update(f"{key}|{t.dtype}|{tuple(value.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
 
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where one of several models came from: its registry name, checkpoint (``None``: shipped
+    demo weights or random ones), a note for people and the digest of the weights it holds."""
+
+    name: str
+    weights: str | None
+    note: str
+    digest: str
+
+
+@dataclass
+class ModelSet:
+    """Models to compare, each under a distinct label (a name given once is its own label; the same
+    name with several checkpoints becomes ``name@checkpoint``), in the order given."""
+
+    models: dict[str, nn.Module] = field(default_factory=dict)
+    sources: dict[str, ModelSource] = field(default_factory=dict)
+
+
+def model_labels(names: list[str], weights: list[str | None]) -> list[str]:
+    """Distinct labels: the name alone where it is given once, else ``name@<checkpoint file>``
+    (``@<folder>/<file>`` where file names repeat too), numbered when even that repeats."""
+    labels = []
+    for name, w in zip(names, weights):
+        if names.count(name) == 1:
+            labels.append(name)
+            continue
+        if w is None:
+            labels.append(f"{name}@shipped" if name in DEMO_MODELS else f"{name}@random")
+            continue
+        same = [x for n, x in zip(names, weights) if n == name and x is not None]
+        tail = Path(w).name if sum(Path(x).name == Path(w).name for x in same) == 1 else \
+            "/".join(Path(w).parts[-2:])
+        labels.append(f"{name}@{tail}")
+    return unique_names(labels)
+
+
+def resolve_models(names: list[str] | None, weights: list[str] | None, default: list[str] | None = None,
+                   device: str | None = None) -> ModelSet:
+    """Several models by name, each with its checkpoint (``weights`` in the same order, or none);
+    ``default`` names when none are given (the demo zoo for most commands). Every entry is kept,
+    also when a name repeats (two checkpoints of one architecture are two models)."""
     names = list(names or default or DEMO_MODELS)
     if weights and len(weights) != len(names):
         raise TdvizError(f"Got {len(weights)} --weights for {len(names)} --model: give one checkpoint per model.")
-    models = {}
-    for i, name in enumerate(names):
-        model, _ = resolve_model(name, weights[i] if weights else None)
-        models[name] = model.to(device) if device else model
-    return models
+    files = list(weights) if weights else [None] * len(names)
+    out = ModelSet()
+    for label, name, w in zip(model_labels(names, files), names, files):
+        model, note = resolve_model(name, w)
+        out.models[label] = model.to(device) if device else model
+        out.sources[label] = ModelSource(name, w, note, state_digest(model))
+    return out

@@ -391,7 +391,7 @@ def run_selectivity(models: Mapping, dataset, layers: Sequence[str] | None = Non
 
     chosen = {n: list(layers) if layers else [default_layer(m)] for n, m in models.items()}
     meters: dict[tuple[str, str, int], SelectivityMeter] = {}
-    skipped: list[str] = []
+    skipped: list[str] = list(getattr(dataset, "problems", []))
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=_collate)
     with image_progress("selectivity", len(dataset), progress) as advance:
         for images, labels, _, bad in loader:

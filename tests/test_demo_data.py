@@ -342,3 +342,19 @@ def test_canvas_dataset_matches_generator(one_obj):
     x, y, target = CanvasDataset("val", N, SEED, two_objects=True, return_target=True)[3]
     assert target["boxes"].shape == (2, 4) and target["masks"].shape == (2, 224, 224)
     assert y == int(target["labels"][0])
+
+
+def test_split_builds_in_a_process_that_used_opencv_threads(tmp_path):
+    """The build's worker processes are spawned: forked ones inherited OpenCV's busy thread pool
+    and hung in it (seen after a gallery or CAM figure had been drawn in the same process)."""
+    import subprocess
+    import sys
+
+    code = ("import cv2, numpy as np\n"
+            "cv2.setNumThreads(4)\n"
+            "for _ in range(20): cv2.GaussianBlur(np.zeros((2000, 2000), np.float32), (31, 31), 5)\n"
+            "from tdviz.demo import make_demo_split\n"
+            f"print(make_demo_split({str(tmp_path / 's')!r}, n=12, seed=0, workers=2))\n")
+    res = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "s" / "manifest.json").is_file()

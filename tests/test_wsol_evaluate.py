@@ -55,7 +55,7 @@ def test_records_and_csv(split, model, tmp_path):
     assert len(records) == 10 and len(records[0]["models"]["td"]["steps"]) == 2
     assert len(records[0]["models"]["td"]["steps"][0]["top5"]) == 5
     assert (tmp_path / "results.csv").read_text().splitlines()[0].startswith("model,step,top1_cls")
-    assert len(list((tmp_path / "maps").glob("*.npz"))) == 10
+    assert len(list((tmp_path / "maps" / "td").glob("*.npz"))) == 10
 
 
 def test_killed_run_resumes_to_the_same_results(split, tmp_path):

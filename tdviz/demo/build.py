@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import shutil
 import tempfile
@@ -60,10 +61,13 @@ def _render_chunk(args) -> list[SampleRecord]:
             for i in range(start, stop)]
 
 
-def _worker_init() -> None:
+def _worker_init(parent_pid: int) -> None:
     import cv2
 
+    from ..wsol.extract import watch_parent
+
     cv2.setNumThreads(1)
+    watch_parent(parent_pid)
 
 
 def _readme(n: int, seed: int, two_objects: bool) -> str:
@@ -87,7 +91,10 @@ def _generate(tmp: Path, n: int, seed: int, two_objects: bool, workers: int) -> 
     if workers <= 1 or len(tasks) == 1:
         results = [_render_chunk(t) for t in tasks]
     else:
-        with ProcessPoolExecutor(max_workers=workers, initializer=_worker_init) as pool:
+        # spawn, not fork: a forked child inherits OpenCV's thread pool mid-use and can hang in it
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
+                                 initargs=(os.getpid(),)) as pool:
             results = list(pool.map(_render_chunk, tasks))
     records = [r for chunk_records in results for r in chunk_records]
     write_index_files(tmp, records, CLASS_NAMES, "val")

@@ -10,6 +10,14 @@ def is_stepped_block(module: nn.Module) -> bool:
     return hasattr(module, "td_steps")
 
 
+def model_num_classes(model: nn.Module) -> int | None:
+    """Classes a model scores: ``num_classes`` of tdviz's models, else ``None`` (unknown)."""
+    try:
+        return int(model.num_classes)
+    except (AttributeError, TypeError, NotImplementedError):
+        return None
+
+
 class SteppedModel(nn.Module):
     """Base class of tdviz's backbones.
 
@@ -26,6 +34,15 @@ class SteppedModel(nn.Module):
 
     def forward_head(self, x: Tensor) -> Tensor:
         raise NotImplementedError
+
+    def get_classifier(self) -> nn.Linear:
+        """The final linear layer (timm's name for it)."""
+        raise NotImplementedError
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes the model scores."""
+        return self.get_classifier().out_features
 
     @property
     def num_steps(self) -> int:

@@ -176,6 +176,9 @@ class ConvNeXt(SteppedModel):
     def stage_blocks(self) -> list[nn.Module]:
         return [self.downsample_layers[-1], *self.stages[-1]]
 
+    def get_classifier(self) -> nn.Linear:
+        return self.head
+
     def forward_head(self, x: Tensor) -> Tensor:
         return self.head(self.norm(x.mean((-2, -1))))
 

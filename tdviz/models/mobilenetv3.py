@@ -211,6 +211,9 @@ class MobileNetV3(SteppedModel):
     def stage_blocks(self) -> list[nn.Module]:
         return list(self.features[self._stage_start:])
 
+    def get_classifier(self) -> nn.Linear:
+        return self.classifier[-1]
+
     def forward_head(self, x: Tensor) -> Tensor:
         return self.classifier(torch.flatten(self.avgpool(x), 1))
 

@@ -207,6 +207,9 @@ class ResNet(SteppedModel):
     def stage_blocks(self) -> list[nn.Module]:
         return list(getattr(self, f"layer{self.num_stages}"))
 
+    def get_classifier(self) -> nn.Linear:
+        return self.fc
+
     def forward_head(self, x: Tensor) -> Tensor:
         return self.fc(torch.flatten(self.avgpool(x), 1))
 

@@ -45,6 +45,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from ..errors import TdvizError
+from ..imagefiles import IMAGEFOLDER_SUFFIXES, walk_files
 
 __all__ = [
     "WsolDataset",
@@ -64,9 +65,8 @@ __all__ = [
     "read_wsolevaluation",
 ]
 
-#: torchvision's ImageFolder extensions (``torchvision.datasets.folder.IMG_EXTENSIONS``).
-IMAGEFOLDER_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
-_IMAGE_SUFFIXES = IMAGEFOLDER_EXTENSIONS + (".gif",)
+IMAGEFOLDER_EXTENSIONS = IMAGEFOLDER_SUFFIXES
+_IMAGE_SUFFIXES = IMAGEFOLDER_SUFFIXES + (".gif",)
 
 
 @dataclass(eq=False)
@@ -282,17 +282,16 @@ class _ImageIndex:
     def __init__(self, root: Path | None) -> None:
         self.root = root
         self._by_stem: dict[str, list[Path]] | None = None
+        self.walk_problems: list[str] = []  # link loops and unreadable folders met by the walk
 
     def find(self, stem: str) -> tuple[Path | None, str | None]:
         if self.root is None:
             return None, None
         if self._by_stem is None:
             self._by_stem = {}
-            for dirpath, dirnames, filenames in os.walk(self.root, followlinks=True):
-                dirnames.sort()
-                for name in sorted(filenames):
-                    if name.lower().endswith(_IMAGE_SUFFIXES):
-                        self._by_stem.setdefault(os.path.splitext(name)[0], []).append(Path(dirpath) / name)
+            files, self.walk_problems = walk_files(self.root, _IMAGE_SUFFIXES)
+            for path in files:
+                self._by_stem.setdefault(os.path.splitext(path.name)[0], []).append(path)
         hits = self._by_stem.get(stem, [])
         if len(hits) > 1:
             return hits[0], (f"image id {stem!r} matches {len(hits)} files under {str(self.root)!r}; "
@@ -303,6 +302,9 @@ class _ImageIndex:
 def _resolve_image(index: _ImageIndex, image_id: str, require_images: bool, where: str,
                    problems: list[str]) -> Path | None:
     path, note = index.find(image_id)
+    if index.walk_problems:
+        problems += [f"{p.rstrip('.')}; image search went on" for p in index.walk_problems]
+        index.walk_problems = []
     if note:
         problems.append(f"{where}: {note}")
     if path is not None:
@@ -732,10 +734,8 @@ def read_imagefolder_labels(root: str | os.PathLike) -> tuple[list[WsolSample], 
     problems: list[str] = []
     files: list[tuple[Path, int]] = []
     for name, label in classes.items():
-        found = []
-        for dirpath, dirnames, filenames in os.walk(root / name, followlinks=True):
-            dirnames.sort()
-            found += [Path(dirpath) / f for f in sorted(filenames) if f.lower().endswith(IMAGEFOLDER_EXTENSIONS)]
+        found, walk_problems = walk_files(root / name, IMAGEFOLDER_EXTENSIONS)
+        problems += walk_problems
         if not found:
             problems.append(f"{root / name}: class folder holds no image files; no images for class {label}")
         files += [(p, label) for p in found]

@@ -340,12 +340,13 @@ def wsol_best_ious(scoremap: np.ndarray, gt_boxes, thresholds: Sequence[float] |
     Returns ``(v1, v2)``, two float64 [T] arrays: the IoU of the largest contour's box with its
     best-matching GT box, and the best IoU over every contour box x every GT box (wsolevaluation's
     ``multi_contour_eval``). Both come from one ``findContours`` per distinct mask and a single
-    IoU computation. With no GT box both are 0.
+    IoU computation. With no GT box both are NaN (not measurable; meters do not count them).
     """
-    inverse, boxes, largest = _level_boxes(scoremap, thresholds, _check_convention(box_convention))
     gt = _as_boxes(gt_boxes)
     if len(gt) == 0:
-        return np.zeros(len(inverse)), np.zeros(len(inverse))
+        n = len(cam_threshold_grid() if thresholds is None else np.asarray(thresholds))
+        return np.full(n, np.nan), np.full(n, np.nan)
+    inverse, boxes, largest = _level_boxes(scoremap, thresholds, _check_convention(box_convention))
     starts = np.cumsum([0] + [len(b) for b in boxes[:-1]])
     best = box_iou(np.concatenate(boxes), gt).max(axis=1)  # per predicted box, over the GT boxes
     v1 = best[starts + np.asarray(largest)]

@@ -11,18 +11,18 @@ the ground-truth class's map. Two protocols:
   class's raw map goes through their score-map rules; MaxBoxAccV2 (δ 30/50/70, all contours),
   MaxBoxAcc (δ 50, largest contour) and, where masks exist, PxAP.
 
-Every metric is reported per step and for the paper's most-confident-step rule ("mc"). Records
-are appended per batch to ``records.jsonl`` and the meters, with the byte length of the records
-they count, saved atomically to ``state.json``, so ``resume=True`` continues an interrupted run
-and ends with the same ``results.json``. Where the work runs: see :class:`WsolRun`; several
-GPUs or machines: :mod:`tdviz.wsol.shards`.
+Every metric is reported per step and for the paper's most-confident-step rule ("mc"). Images are
+read as stored (no EXIF rotation: annotations are in the stored frame, as wsolevaluation reads
+them). Records are appended per batch to ``records.jsonl`` and the meters, with the byte length
+of the records they count, saved atomically to ``state.json`` together with the run's identity
+(:mod:`tdviz.wsol.runstate`), so ``resume=True`` continues an interrupted run of the same models,
+data and options and ends with the same ``results.json``. Where the work runs: see
+:class:`WsolRun`; several GPUs or machines: :mod:`tdviz.wsol.shards`; the files ``save_maps``
+writes: :mod:`tdviz.wsol.saved_maps`.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import os
 import time
 from collections import deque
@@ -31,18 +31,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-from ..cam import step_cams
+from ..cam import check_method, step_cams
 from ..errors import TdvizError
 from ..geometry import InputFrame
-from ..images import ImageError, Preprocess, read_image
+from ..images import Preprocess
+from ..models.base import model_num_classes
 from ..progress import image_progress
 from ..steps import most_confident_step
 from .annotations import WsolDataset, WsolSample
 from .components import gradcam_rule_boxes, gradcam_rule_masks
-from .extract import extract_chunk, init_worker
-from .metrics import CamProtocolMeter, MaxBoxAccMeter, PxAPMeter
+from .extract import extract_chunk, image_entry, init_worker
+from .loader import _collate, _Images, _ramp_batches
+from .metrics import MaxBoxAccMeter
+from .results import add_rows, make_meters, meters_from_state, meters_to_state, results_of, write_results
+from .runstate import OutputLock, RunIdentity, read_state, run_identity, write_json_atomic
 
 PROTOCOLS = ("cam", "wsol")
 
@@ -60,7 +64,8 @@ def _slice(value, sl: slice):
 
 @dataclass
 class WsolConfig:
-    """Settings of a run (saved with it; a resumed run must use the same)."""
+    """Settings of a run. All but ``batch_size`` and ``limit`` are part of its identity: a resumed
+    run must use the same (``limit`` may grow)."""
 
     protocols: tuple[str, ...] = PROTOCOLS
     topk: int = 5
@@ -71,63 +76,19 @@ class WsolConfig:
     batch_size: int = 16
     limit: int | None = None
 
-
-class _Images(Dataset):
-    """Decoded, resized uint8 images (normalized later, on the model's device)."""
-
-    def __init__(self, samples: list[WsolSample], preprocs: dict[str, Preprocess]):
-        self.samples, self.preprocs = samples, preprocs
-
-    def __len__(self):
-        return len(self.samples)
-
-    def __getitem__(self, i):
-        s = self.samples[i]
-        try:
-            img = read_image(s.path)
-        except ImageError as exc:
-            return i, None, str(exc)
-        return i, {k: p.resized(img) for k, p in self.preprocs.items()}, (img.shape[1], img.shape[0])
-
-
-def _collate(batch):
-    """Stack the readable images per preprocessing in the loader worker (shared memory), so the
-    main process gets one tensor per protocol instead of copying 100+ images itself."""
-    good = [(i, info) for i, tensors, info in batch if tensors is not None]
-    bad = [(i, info) for i, tensors, info in batch if tensors is None]
-    keys = next((t for _, t, _ in batch if t is not None), {})
-    stacked = {k: torch.stack([t[k] for _, t, _ in batch if t is not None]) for k in keys}
-    return good, bad, stacked
-
-
-def _ramp_batches(n: int, batch_size: int) -> list[list[int]]:
-    """Indices 0..n-1 in batches of ``batch_size``, the first ones smaller (1/8, 1/4, 1/2): each
-    loader worker decodes a whole batch, so small first batches start the models and the box
-    workers in a fraction of the time one full batch takes to decode."""
-    sizes = [max(1, batch_size // d) for d in (8, 4, 2)]
-    batches, start = [], 0
-    while start < n:
-        size = sizes[len(batches)] if len(batches) < len(sizes) else batch_size
-        batches.append(list(range(start, min(start + size, n))))
-        start += size
-    return batches
-
-
-def _meters(cfg: WsolConfig, masks: bool) -> dict:
-    m = {}
-    if "cam" in cfg.protocols:
-        m["cam"] = CamProtocolMeter(iou_threshold=cfg.iou_threshold, topk=cfg.topk)
-    if "wsol" in cfg.protocols:
-        m["maxboxacc_v2"] = MaxBoxAccMeter(deltas=(30, 50, 70), multi_contour=True)
-        m["maxboxacc"] = MaxBoxAccMeter(deltas=(50,), multi_contour=False)
-        if masks:
-            m["pxap"] = PxAPMeter()
-    return m
+    def identity_options(self) -> dict:
+        """The options that change a number (everything but batch size and limit)."""
+        d = asdict(self)
+        d.pop("batch_size")
+        d.pop("limit")
+        d["protocols"] = list(d["protocols"])
+        return d
 
 
 def box_pool(workers: int):
     """The box-extraction pool: ``workers`` spawned processes, all started now (their start then
-    overlaps the decoding of the first batches), each running OpenCV on one thread.
+    overlaps the decoding of the first batches), each running OpenCV on one thread and exiting
+    when this process dies (also by SIGKILL).
 
     Spawn, not fork: a forked child inherits the parent's OpenCV/OpenMP thread pools in whatever
     state they are, and can deadlock in them. The workers import only :mod:`tdviz.wsol.extract`
@@ -136,9 +97,10 @@ def box_pool(workers: int):
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=init_worker)
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=init_worker,
+                               initargs=(os.getpid(),))
     for _ in range(workers):
-        pool.submit(init_worker)
+        pool.submit(os.getpid)
     return pool
 
 
@@ -148,13 +110,7 @@ def _components_on_device(device: torch.device) -> bool:
     return device.type == "cuda"
 
 
-_STATE_VERSION = 2
-
-
-def meters_from_state(state: dict) -> dict[str, dict[str, dict]]:
-    """The meters saved in a run's state.json (model -> step -> metric -> meter)."""
-    return {m: {s: {k: METER_KINDS[k].from_state(v) for k, v in ms.items()} for s, ms in steps.items()}
-            for m, steps in state["meters"].items()}
+STATE_VERSION = 3
 _IN_FLIGHT = 6  # batches whose boxes may still be in the pool while the models run the next one
 
 
@@ -166,46 +122,109 @@ class WsolRun:
     pool's workers (:func:`tdviz.wsol.extract.extract_chunk`) do the rest per image. Batches are
     committed in order: their meter rows are added, their record lines appended, and the state
     saved, so an interrupted run resumes exactly after the last committed batch.
+
+    A folder that already holds a run is continued with ``resume=True`` (same identity) or
+    replaced with ``overwrite=True``; otherwise it is refused, so finished work is never lost.
+    ``identity`` defaults to :func:`run_identity` of ``models`` on ``dataset``.
     """
 
     def __init__(self, models: dict[str, torch.nn.Module], dataset: WsolDataset, out_dir: str | Path,
-                 config: WsolConfig, resume: bool = False, save_maps: str | Path | None = None):
+                 config: WsolConfig, resume: bool = False, save_maps: str | Path | None = None,
+                 overwrite: bool = False, identity: RunIdentity | None = None):
+        if not models:
+            raise TdvizError("No model to evaluate: pass at least one --model.")
         self.models, self.dataset, self.cfg = models, dataset, config
+        self.cfg.method = check_method(config.method)
         self.out = Path(out_dir)
-        self.out.mkdir(parents=True, exist_ok=True)
+        if self.out.exists() and not self.out.is_dir():
+            raise TdvizError(f"--out {str(self.out)!r} is an existing file: pass a folder for the run's results.")
         self.save_maps = Path(save_maps) if save_maps else None
-        self.samples = dataset.samples[: config.limit] if config.limit else list(dataset.samples)
-        self.has_masks = bool(self.samples) and all(s.mask_paths for s in self.samples)
+        self.identity = identity or run_identity(models, dataset, config)
         self.state_file = self.out / "state.json"
         self.records_file = self.out / "records.jsonl"
         self.meters: dict[str, dict[str, dict]] = {}
-        self.skipped: list[str] = list(dataset.problems)
+        self.skipped: list[str] = []
         self.skipped_ids: list[str] = []
         self.done: set[str] = set()
+        self.images = 0  # images counted
         self.records_bytes = 0
         self.pool = None
         self.timeline: list[tuple[float, int]] = []  # (time, images) per committed batch, for benchmarks
-        if resume and self.state_file.exists():
-            self._load_state()
-        else:
-            if self.records_file.exists():
-                self.records_file.unlink()
-            for name, model in models.items():
-                steps = getattr(model, "num_steps", 1)
-                self.meters[name] = {str(t): _meters(config, self.has_masks) for t in range(1, steps + 1)}
-                self.meters[name]["mc"] = _meters(config, self.has_masks)
+        self.samples, unfit = self._fitting(dataset.samples[: config.limit] if config.limit else dataset.samples)
+        self.has_masks = any(s.mask_paths for s in self.samples)
+        self._resume, self._overwrite = resume, overwrite
+        self._unfit = unfit
+
+    def _fitting(self, samples: list[WsolSample]) -> tuple[list[WsolSample], list[tuple[str, str]]]:
+        """The samples whose label every model can score, and a problem for each other one."""
+        sizes = {label: model_num_classes(m) for label, m in self.models.items()}
+        known = {k: v for k, v in sizes.items() if v is not None}
+        if not known:
+            return list(samples), []
+        label, classes = min(known.items(), key=lambda kv: kv[1])
+        keep, bad = [], []
+        for s in samples:
+            if 0 <= s.label < classes:
+                keep.append(s)
+            else:
+                why = f"{s.image_id}: label {s.label} is outside the {classes} classes of model {label!r}; image skipped"
+                bad.append((s.image_id, why))
+        if samples and not keep:
+            top = max(s.label for s in samples)
+            raise TdvizError(f"No image's label fits model {label!r} ({classes} classes; the labels go up to {top}): "
+                             "evaluate it on data of its own classes, or pass --num-classes / a class mapping.")
+        return keep, bad
 
     # ------------------------------------------------------------------ state
+    def _start(self) -> None:
+        """Continue the run in ``out`` (resume), or start one where none is."""
+        has_records = self.records_file.exists() and self.records_file.stat().st_size > 0
+        if self._resume and self.state_file.exists():
+            self._load_state()
+            for f in (self.out / "results.json", self.out / "results.csv"):  # present only once finished
+                f.unlink(missing_ok=True)
+            return
+        if self._resume and has_records:
+            raise TdvizError(f"--resume: {self.state_file} is missing, so the {self.records_file.name} beside it "
+                             "cannot be counted; keep that file and start a fresh --out (or pass --overwrite to "
+                             "replace it).")
+        if (has_records or self.state_file.exists()) and not self._overwrite:
+            raise TdvizError(f"{str(self.out)!r} already holds a tdviz wsol run: pass --resume to continue it, "
+                             "--overwrite to replace it, or a fresh --out.")
+        for f in (self.records_file, self.state_file, self.out / "results.json", self.out / "results.csv"):
+            f.unlink(missing_ok=True)
+        masks = self.has_masks
+        for name, model in self.models.items():
+            steps = getattr(model, "num_steps", 1)
+            self.meters[name] = {str(t): make_meters(self.cfg.protocols, self.cfg.topk, self.cfg.iou_threshold, masks)
+                                 for t in range(1, steps + 1)}
+            self.meters[name]["mc"] = make_meters(self.cfg.protocols, self.cfg.topk, self.cfg.iou_threshold, masks)
+        self.skipped = list(self.dataset.problems)
+        self._skip(self._unfit)
+
+    def _skip(self, problems: list[tuple[str, str]]) -> None:
+        for image_id, problem in problems:
+            if image_id not in self.done:
+                self.skipped.append(problem)
+                self.skipped_ids.append(image_id)
+                self.done.add(image_id)
+
     def _load_state(self) -> None:
-        state = json.loads(self.state_file.read_text())
-        if state.get("version") != _STATE_VERSION:
+        state = read_state(self.state_file)
+        if state.get("version") != STATE_VERSION:
             raise TdvizError(f"--resume: {self.state_file} was written by another tdviz version; start a fresh --out.")
-        if state["config"] != json.loads(json.dumps(asdict(self.cfg))) or sorted(state["models"]) != sorted(self.models):
-            raise TdvizError(f"--resume: {self.state_file} was made with other settings or models "
-                             f"({state['config']}, {state['models']}); rerun them or start a fresh --out.")
-        self.meters = meters_from_state(state)
-        self.skipped, self.skipped_ids = state["skipped"], state["skipped_ids"]
-        self.records_bytes = state["records_bytes"]
+        try:
+            saved = RunIdentity.from_dict(state["identity"])
+            self.meters = meters_from_state(state["meters"])
+            self.skipped, self.skipped_ids = list(state["skipped"]), list(state["skipped_ids"])
+            self.records_bytes, self.images = int(state["records_bytes"]), int(state["images"])
+        except (KeyError, TypeError, ValueError, TdvizError) as exc:
+            raise TdvizError(f"--resume: {self.state_file} is damaged ({type(exc).__name__}: {exc}); start a fresh "
+                             "--out.") from None
+        diff = self.identity.differences(saved)
+        if diff:
+            raise TdvizError(f"--resume: the run in {str(self.out)!r} was made with other settings: "
+                             f"{'; '.join(diff)}. Resume with the same ones, or start a fresh --out.")
         # records appended after the last saved state belong to a batch that was not counted: cut them
         size = self.records_file.stat().st_size if self.records_file.exists() else 0
         if size < self.records_bytes:
@@ -213,17 +232,20 @@ class WsolRun:
                              "the output folder was changed by hand: start a fresh --out.")
         if size:
             os.truncate(self.records_file, self.records_bytes)
+        import json
+
         kept = self.records_file.read_text().splitlines() if size else []
         self.done = {json.loads(line)["image_id"] for line in kept} | set(self.skipped_ids)
+        if self.cfg.limit is not None and len(self.done - {s.image_id for s in self.samples} - set(self.skipped_ids)):
+            raise TdvizError(f"--resume: the run in {str(self.out)!r} counted more images than --limit "
+                             f"{self.cfg.limit} keeps; resume with the same or a larger --limit.")
+        self._skip(self._unfit)
 
     def _save_state(self) -> None:
-        state = {"version": _STATE_VERSION, "config": asdict(self.cfg), "models": sorted(self.models),
-                 "skipped": self.skipped, "skipped_ids": self.skipped_ids, "records_bytes": self.records_bytes,
-                 "meters": {m: {s: {k: v.to_state() for k, v in ms.items()} for s, ms in steps.items()}
-                            for m, steps in self.meters.items()}}
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state))
-        os.replace(tmp, self.state_file)
+        write_json_atomic(self.state_file, {
+            "version": STATE_VERSION, "identity": self.identity.to_dict(), "config": asdict(self.cfg),
+            "images": self.images, "skipped": self.skipped, "skipped_ids": self.skipped_ids,
+            "records_bytes": self.records_bytes, "meters": meters_to_state(self.meters)})
 
     # ------------------------------------------------------------------ run
     def run(self, workers: int = 2, progress: bool = True, stop_after: int | None = None,
@@ -231,14 +253,18 @@ class WsolRun:
         """Evaluate the images not done yet (``stop_after`` batches, for tests of resuming).
 
         ``workers`` processes decode images; ``box_workers`` processes extract boxes (0: inline).
+        The output folder is locked for the whole run.
         """
-        self.pool = box_pool(box_workers) if box_workers > 0 else None
-        self.box_workers = box_workers
-        try:
-            return self._run(workers, progress, stop_after)
-        finally:
-            if self.pool is not None:
-                self.pool.shutdown(cancel_futures=True)
+        self.out.mkdir(parents=True, exist_ok=True)
+        with OutputLock(self.out):
+            self._start()
+            self.pool = box_pool(box_workers) if box_workers > 0 else None
+            self.box_workers = box_workers
+            try:
+                return self._run(workers, progress, stop_after)
+            finally:
+                if self.pool is not None:
+                    self.pool.shutdown(cancel_futures=True)
 
     def _run(self, workers: int, progress: bool, stop_after: int | None) -> dict:
         preprocs = {}
@@ -263,6 +289,8 @@ class WsolRun:
                         return {}
             while pending:
                 self._commit(pending.popleft(), advance)
+        if not todo:
+            self._save_state()
         results = self.results()
         write_results(self.out, results)
         return results
@@ -272,17 +300,15 @@ class WsolRun:
         good_idx, bad_idx, stacked = batch
         good = [todo[i] for i, _ in good_idx]
         launched = {"good": good, "bad": [(todo[i].image_id, info) for i, info in bad_idx],
+                    "notes": [info[2] for _, info in good_idx if info[2]],
                     "size": len(good_idx) + len(bad_idx), "mc": {}, "parts": [], "ready": lambda: True}
         if not good:
             return launched
-        sizes = [info for _, info in good_idx]
+        sizes = [info[:2] for _, info in good_idx]
         labels = torch.tensor([s.label for s in good])
         parts = {name: self._model_part(name, model, stacked, labels, preprocs) for name, model in self.models.items()}
         launched["mc"] = {name: part["mc"] for name, part in parts.items()}
-        images = [{"image_id": s.image_id, "label": int(s.label), "width": w, "height": h,
-                   "boxes": np.asarray(s.boxes, np.float64).reshape(-1, 4), "box_labels": s.box_labels,
-                   "mask_paths": s.mask_paths if self.has_masks else None, "ignore_path": s.ignore_path}
-                  for s, (w, h) in zip(good, sizes)]
+        images = [image_entry(s, w, h) for s, (w, h) in zip(good, sizes)]
         cfg = {"topk": self.cfg.topk, "iou_threshold": self.cfg.iou_threshold, "pxap": self.has_masks,
                "thresholds": MaxBoxAccMeter().thresholds if "wsol" in self.cfg.protocols else None,
                "save_maps": str(self.save_maps) if self.save_maps else None}
@@ -316,8 +342,9 @@ class WsolRun:
         pre = preprocs.get(f"cam:{name}", Preprocess())
         frame = InputFrame(pre.mode, pre.size, pre.resize)  # what workers need of it, without torch
         part = {"steps": first.logits.shape[1], "has_cam": "cam" in cams_of, "pre": frame, "size": (pre.size, pre.size),
-                "mc": most_confident_step(first.logits)[0].cpu().numpy() - 1,  # index "class_ids": None, "scores": None,
-                "cam_boxes": None, "cam_masks": None, "wsol_raw": None, "save": None}
+                "mc": most_confident_step(first.logits)[0].cpu().numpy() - 1,  # index
+                "class_ids": None, "scores": None, "cam_boxes": None, "cam_masks": None, "wsol_raw": None,
+                "save": None}
         cam = cams_of.get("cam")
         if cam is not None:
             maps, normalized = (cam.raw, False) if cam.raw is not None else (cam.maps, True)
@@ -336,32 +363,30 @@ class WsolRun:
                                  "ones: use a gradient method such as gradcam.")
             part["wsol_raw"] = wsol.raw[:, :, -1].float().cpu().numpy()
         if self.save_maps is not None:
-            part["save"] = {}
-            for proto, c in cams_of.items():
-                if c.raw is not None:
-                    part["save"][f"{proto}_raw"] = c.raw.float().cpu().numpy().astype(np.float16)
-                part["save"][f"{proto}_class_ids"] = c.class_ids.cpu().numpy()
+            part["save"] = {"logits": first.logits.float().cpu().numpy()}
+            if cam is not None:
+                key = "cam_raw" if cam.raw is not None else "cam_maps"
+                part["save"][key] = (cam.raw if cam.raw is not None else cam.maps).float().cpu().numpy()
+            part["meta"] = {"model": name, "name": getattr(model, "tdviz_name", None), "method": self.cfg.method,
+                            "layer": first.layer, "cam_preprocess": asdict(frame), "cam_ratio": self.cfg.cam_ratio}
         return part
 
     def _commit(self, launched: dict, advance) -> None:
         """Count a launched batch, append its records, save the state: the batch is then done."""
-        for image_id, problem in launched["bad"]:
-            self.skipped.append(problem)
-            self.skipped_ids.append(image_id)
-            self.done.add(image_id)
+        self._skip(launched["bad"])
+        self.skipped += launched["notes"]
         lines = []
         for start, n, res in launched["parts"]:
             res = res.result() if self.pool else res
             chunk = launched["good"][start:start + n]
-            for b, problem in res["problems"]:
-                self.skipped.append(problem)
-                self.skipped_ids.append(chunk[b].image_id)
+            self._skip([(chunk[b].image_id, problem) for b, problem in res["problems"]])
             self.done.update(s.image_id for s in chunk)
             lines += res["lines"]
             ok = np.asarray(res["ok"], np.int64)
+            self.images += len(ok)
             if len(ok):
                 for name, arrays in res["models"].items():
-                    self._count(name, arrays, launched["mc"][name][start + ok])
+                    add_rows(self.meters[name], arrays, launched["mc"][name][start + ok])
         with self.records_file.open("a") as fh:
             fh.write("".join(lines))
         self.records_bytes = self.records_file.stat().st_size
@@ -369,65 +394,10 @@ class WsolRun:
         advance(launched["size"])
         self.timeline.append((time.perf_counter(), launched["size"]))
 
-    def _count(self, name: str, arrays: dict, mc: np.ndarray) -> None:
-        """Add one chunk's meter rows ([N, T, ...] per quantity) to every step's meters and to "mc"."""
-        rows = np.arange(len(mc))
-        steps = next(a for a in arrays.values() if a is not None).shape[1]
-        for key in [str(t + 1) for t in range(steps)] + ["mc"]:
-            pick = (lambda a: a[rows, mc]) if key == "mc" else (lambda a, t=int(key) - 1: a[:, t])
-            ms = self.meters[name][key]
-            if arrays["hits"] is not None:
-                ms["cam"].add_hits(pick(arrays["hits"]))
-            if arrays["v2"] is not None:
-                ms["maxboxacc_v2"].add_ious(pick(arrays["v2"]))
-                ms["maxboxacc"].add_ious(pick(arrays["v1"]))
-            if arrays["ht"] is not None and "pxap" in ms:
-                ms["pxap"].add_histograms(pick(arrays["ht"]), pick(arrays["hf"]))
-
     # ------------------------------------------------------------------ results
     def results(self) -> dict:
-        """Every metric per model and step (and "mc"), as plain numbers."""
-        return results_of(self.meters, self.skipped, asdict(self.cfg))
-
-
-METER_KINDS = {"cam": CamProtocolMeter, "maxboxacc_v2": MaxBoxAccMeter, "maxboxacc": MaxBoxAccMeter, "pxap": PxAPMeter}
-
-
-def results_of(meters: dict[str, dict[str, dict]], skipped: list[str], config: dict) -> dict:
-    """results.json's content: every metric per model and step (and "mc") from the meters."""
-    first = next(iter(next(iter(meters.values())).values()))
-    counted = next(iter(first.values())).n if first else 0
-    out = {"images": counted, "skipped": skipped, "config": config, "models": {}}
-    for name, steps in meters.items():
-        out["models"][name] = {}
-        for step, ms in steps.items():
-            row = {}
-            if "cam" in ms:
-                r = ms["cam"].result()
-                row.update(top1_cls=r.top1_cls, top5_cls=r.top5_cls, top1_loc=r.top1_loc, top5_loc=r.top5_loc,
-                           gt_known_loc=r.gt_known_loc, n=r.n)
-            if "maxboxacc_v2" in ms:
-                r2, r1 = ms["maxboxacc_v2"].result(), ms["maxboxacc"].result()
-                row.update(maxboxacc_v2=r2.value, maxboxacc_v2_per_delta=r2.per_delta, maxboxacc=r1.value)
-            if "pxap" in ms:
-                row["pxap"] = ms["pxap"].result().pxap
-            out["models"][name][step] = row
-    return json.loads(json.dumps(out, default=float))
-
-
-def write_results(out: Path, results: dict) -> None:
-    """results.json and results.csv (two decimals) in ``out``, each replaced atomically."""
-    cols = ["top1_cls", "top5_cls", "top1_loc", "top5_loc", "gt_known_loc", "maxboxacc_v2", "maxboxacc", "pxap"]
-    rows = io.StringIO()
-    w = csv.writer(rows)
-    w.writerow(["model", "step"] + cols)
-    for name, steps in results["models"].items():
-        for step, row in steps.items():
-            w.writerow([name, step] + [("" if row.get(c) is None else f"{row[c]:.2f}") for c in cols])
-    for name, text in (("results.json", json.dumps(results, indent=1)), ("results.csv", rows.getvalue())):
-        tmp = out / (name + ".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, out / name)
+        """Every measured metric per model and step (and "mc"), as plain numbers."""
+        return results_of(self.meters, self.images, self.skipped, asdict(self.cfg))
 
 
 def demo_wsol_dataset(images: int = 1000, workers: int = 2) -> WsolDataset:
@@ -451,12 +421,15 @@ def demo_wsol_dataset(images: int = 1000, workers: int = 2) -> WsolDataset:
 def run_wsol(models: dict[str, torch.nn.Module], dataset: WsolDataset, out_dir: str | Path,
              config: WsolConfig | None = None, resume: bool = False, save_maps: str | Path | None = None,
              workers: int = 2, progress: bool = True, box_workers: int = 0,
-             shard: tuple[int, int] | None = None) -> dict:
+             shard: tuple[int, int] | None = None, overwrite: bool = False) -> dict:
     """Evaluate ``models`` on ``dataset`` and write results.json, results.csv and records.jsonl.
 
-    ``shard=(i, n)`` (or torchrun's RANK / WORLD_SIZE when not given) evaluates every n-th image
-    from the i-th into ``out_dir/shard-i-of-n`` (each shard resumable on its own); the shard that
-    finishes last merges all of them into ``out_dir`` (see :mod:`tdviz.wsol.shards`).
+    ``resume=True`` continues the run in ``out_dir`` (refused when its models, weights, data or
+    options differ; ``config.limit`` may grow); ``overwrite=True`` replaces a run there; neither:
+    a folder holding a run is refused. ``shard=(i, n)`` (or torchrun's RANK / WORLD_SIZE when not
+    given) evaluates every n-th image from the i-th into ``out_dir/shard-i-of-n`` (each shard
+    resumable on its own); the shard that finishes last merges all of them into ``out_dir`` (see
+    :mod:`tdviz.wsol.shards`).
     """
     from .shards import merge_shards, shard_dataset, shard_dir, shard_from_env
 
@@ -464,13 +437,14 @@ def run_wsol(models: dict[str, torch.nn.Module], dataset: WsolDataset, out_dir: 
         first = dataset.problems[0] if dataset.problems else "no record"
         raise TdvizError(f"No usable image in {dataset.source} ({first}).")
     config = config or WsolConfig()
+    identity = run_identity(models, dataset, config)
     shard = shard or shard_from_env()
     if shard is None or shard[1] == 1:
-        run = WsolRun(models, dataset, out_dir, config, resume, save_maps)
+        run = WsolRun(models, dataset, out_dir, config, resume, save_maps, overwrite, identity)
         return run.run(workers, progress, box_workers=box_workers)
     index, count = shard
     part = shard_dataset(dataset, index, count, config.limit)
-    run = WsolRun(models, part, shard_dir(out_dir, index, count), config, resume, save_maps)
+    run = WsolRun(models, part, shard_dir(out_dir, index, count), config, resume, save_maps, overwrite, identity)
     own = run.run(workers, progress, box_workers=box_workers)
     merged = merge_shards(out_dir, count)
     return merged if merged is not None else dict(own, shard=[index, count], merged=False)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -21,14 +20,54 @@ import numpy as np
 from ..errors import TdvizError
 from .boxes import largest_component_box, resize_boxes_wsol, wsol_best_ious, wsol_scoremap
 from .metrics import CamProtocolMeter, PxAPMeter, load_gt_mask
+from .saved_maps import save_image_maps
 
-__all__ = ["extract_chunk", "init_worker"]
+__all__ = ["extract_chunk", "image_entry", "init_worker", "watch_parent"]
 
 
-def init_worker() -> None:
-    """A box worker runs OpenCV on one thread: N workers x OpenCV's default of one thread per core
-    would oversubscribe the machine."""
+def watch_parent(parent_pid: int, interval: float = 0.5) -> None:
+    """End this process as soon as ``parent_pid`` is gone (killed, even by SIGKILL, or exited):
+    Linux's parent-death signal when available, and a thread that polls the parent otherwise."""
+    import os
+    import threading
+
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent_pid:  # the parent died before the signal was armed
+        os._exit(0)
+
+    def poll() -> None:
+        import time
+
+        while True:
+            time.sleep(interval)
+            if os.getppid() != parent_pid:
+                os._exit(0)
+
+    threading.Thread(target=poll, name="tdviz-parent-watch", daemon=True).start()
+
+
+def init_worker(parent_pid: int | None = None) -> None:
+    """A box worker runs OpenCV on one thread (N workers x OpenCV's default of one thread per core
+    would oversubscribe the machine) and exits when ``parent_pid`` dies."""
     cv2.setNumThreads(1)
+    if parent_pid is not None:
+        watch_parent(parent_pid)
+
+
+def image_entry(sample, width: int, height: int) -> dict:
+    """What the workers need of one image: id, label, its size as decoded, GT boxes (original
+    pixels) with their classes, and its masks (``None`` when it has none)."""
+    return {"image_id": sample.image_id, "label": int(sample.label), "width": int(width), "height": int(height),
+            "boxes": np.asarray(sample.boxes, np.float64).reshape(-1, 4), "box_labels": sample.box_labels,
+            "mask_paths": [str(p) for p in sample.mask_paths] or None,
+            "ignore_path": None if sample.ignore_path is None else str(sample.ignore_path)}
 
 
 def _box_to_original(box, pre, width: int, height: int) -> list[int] | None:
@@ -66,10 +105,14 @@ def _image_masks(image: dict):
     return fg, ignore & ~fg
 
 
+
+
 def extract_chunk(chunk: dict) -> dict:
     """Boxes, IoUs, meter rows and record lines for a chunk of images (see the module docstring).
 
-    An image whose masks cannot be read is left out of every meter and returned as a problem.
+    An image whose masks cannot be read is left out of every meter and returned as a problem; an
+    image without masks gives PxAP rows of -1, one without GT boxes NaN IoUs and -1 localization
+    hits, which the meters do not count.
     """
     cfg = chunk["cfg"]
     images = chunk["images"]
@@ -108,9 +151,10 @@ def extract_chunk(chunk: dict) -> dict:
                     v1, v2 = wsol_best_ious(scoremap, resize_boxes_wsol(gt, width, height), cfg["thresholds"])
                     v1s.append(v1)
                     v2s.append(v2)
-                    step_rec.update(best_iou_v2=round(float(np.max(v2)), 4))
-                    if masks is not None:
-                        ht, hf = pxap.histograms(scoremap, *masks)
+                    step_rec.update(best_iou_v2=None if np.isnan(v2).any() else round(float(np.max(v2)), 4))
+                    if pxap is not None:
+                        ht, hf = pxap.histograms(scoremap, *masks) if masks is not None else \
+                            (np.full(len(pxap.edges) - 1, -1), np.full(len(pxap.edges) - 1, -1))
                         hts.append(ht)
                         hfs.append(hf)
                 rec["steps"].append(step_rec)
@@ -119,14 +163,8 @@ def extract_chunk(chunk: dict) -> dict:
                     out[key].append(np.stack(vals))
             record["models"][name] = rec
             if cfg["save_maps"]:
-                _save_maps(Path(cfg["save_maps"]) / f"{name}__{image['image_id']}.npz", part, b)
+                save_image_maps(cfg["save_maps"], image, part, b, cam_boxes)
         ok.append(b)
         lines.append(json.dumps(record) + "\n")
     arrays = {name: {key: (np.stack(vals) if vals else None) for key, vals in r.items()} for name, r in rows.items()}
     return {"ok": ok, "problems": problems, "lines": lines, "models": arrays}
-
-
-def _save_maps(path: Path, part: dict, b: int) -> None:
-    arrays = {key: part["save"][key][b] for key in part["save"]}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, **arrays)

@@ -14,18 +14,23 @@ Meters:
   ``BoxEvaluator``.
 * :class:`PxAPMeter`: pixel average precision exactly as wsolevaluation's ``MaskEvaluator``.
 
-All accuracies are reported in percent, as wsolevaluation does.
+All accuracies are reported in percent, as wsolevaluation does. An image whose ground truth
+cannot give a metric (no GT box for the localization metrics, no mask for PxAP) is not counted by
+that metric: each result carries its own image count, and a metric no image could give is ``None``
+(reported as absent, never as 0).
 """
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import cv2
 import numpy as np
 
 from ..errors import TdvizError
+from ..imagefiles import check_pixel_budget
 from .boxes import (
     WSOL_SIZE,
     box_iou,
@@ -46,7 +51,7 @@ __all__ = [
     "meter_from_state",
 ]
 
-_STATE_VERSION = 1
+_STATE_VERSION = 2
 
 
 class _Meter:
@@ -108,16 +113,18 @@ class _Meter:
 
 @dataclass
 class CamProtocolResult:
-    """Accuracies in percent over ``n`` images."""
+    """Accuracies in percent: classification over ``n`` images, localization over the ``n_loc`` of
+    them that have GT boxes (``None`` when none has)."""
 
     n: int
     top1_cls: float
     top5_cls: float
-    top1_loc: float
-    top5_loc: float
-    gt_known_loc: float
+    top1_loc: float | None
+    top5_loc: float | None
+    gt_known_loc: float | None
     iou_threshold: float
     topk: int
+    n_loc: int = 0  # images with GT boxes: the denominator of the three localization accuracies
 
 
 class CamProtocolMeter(_Meter):
@@ -145,15 +152,17 @@ class CamProtocolMeter(_Meter):
         self.strict = bool(strict)
         self.topk = int(topk)
         self.hits = np.zeros(5, np.int64)  # top1_cls, topk_cls, top1_loc, topk_loc, gt_known_loc
+        self.n_loc = 0  # images with GT boxes (the localization columns' denominator)
 
     def _config(self) -> dict:
         return {"iou_threshold": self.iou_threshold, "strict": self.strict, "topk": self.topk}
 
     def _counts(self) -> dict:
-        return {"hits": self.hits.tolist()}
+        return {"hits": self.hits.tolist(), "n_loc": self.n_loc}
 
     def _set_counts(self, counts: dict) -> None:
         self.hits = np.asarray(counts["hits"], np.int64)
+        self.n_loc = int(counts["n_loc"])
 
     def _ok(self, iou: np.ndarray) -> np.ndarray:
         return iou > self.iou_threshold if self.strict else iou >= self.iou_threshold
@@ -178,44 +187,52 @@ class CamProtocolMeter(_Meter):
         """
         if not self._admit(image_id):
             return False
-        self.hits += self.hits_of(topk_classes, pred_boxes, gt_label, gt_boxes, gt_known_box=gt_known_box,
-                                  gt_box_labels=gt_box_labels)
-        self.n += 1
+        self.add_hits(self.hits_of(topk_classes, pred_boxes, gt_label, gt_boxes, gt_known_box=gt_known_box,
+                                   gt_box_labels=gt_box_labels))
         return True
 
     def hits_of(self, topk_classes: Sequence[int], pred_boxes, gt_label: int, gt_boxes, *,
                 gt_known_box=None, gt_box_labels=None) -> np.ndarray:
         """One image's int64 [5] hits (top-1 cls, top-k cls, top-1 loc, top-k loc, GT-known loc)
         without counting it: :meth:`update`'s arguments; a worker process can compute them for
-        :meth:`add_hits`."""
+        :meth:`add_hits`. The three localization entries are -1 (not measurable) when the image
+        has no GT box (of its label, with ``gt_box_labels``)."""
         classes = [int(c) for c in list(topk_classes)[: self.topk]]
         boxes = _boxes_or_nan(pred_boxes, len(classes))
         gt = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
         if gt_box_labels is not None:
             gt = gt[np.asarray(gt_box_labels).reshape(-1) == int(gt_label)]
+        correct = np.array([c == int(gt_label) for c in classes], bool)
+        if not len(gt):
+            return np.array([correct[:1].any(), correct.any(), -1, -1, -1], np.int64)
         if gt_known_box is None:
             if int(gt_label) not in classes:
                 raise ValueError("gt_known_box is needed when the GT label is not among the top-k classes")
             known = boxes[classes.index(int(gt_label))][None]
         else:
             known = _boxes_or_nan([gt_known_box], 1)
-        good = self._ok(box_iou(boxes, gt).max(axis=1)) if len(gt) else np.zeros(len(classes), bool)
-        correct = np.array([c == int(gt_label) for c in classes], bool)
-        known_ok = bool(self._ok(box_iou(known, gt).max(axis=1))[0]) if len(gt) else False
+        good = self._ok(box_iou(boxes, gt).max(axis=1))
+        known_ok = bool(self._ok(box_iou(known, gt).max(axis=1))[0])
         return np.array([correct[:1].any(), correct.any(), (correct & good)[:1].any(),
                          (correct & good).any(), known_ok], np.int64)
 
     def add_hits(self, hits: np.ndarray) -> None:
-        """Count images from their :meth:`hits_of` rows, int [N, 5]."""
+        """Count images from their :meth:`hits_of` rows, int [N, 5] (localization entries -1: the
+        image has no GT box and counts for classification only)."""
         hits = np.asarray(hits, np.int64).reshape(-1, 5)
-        self.hits += hits.sum(axis=0)
+        located = hits[:, 2] >= 0
+        self.hits[:2] += hits[:, :2].sum(axis=0)
+        self.hits[2:] += hits[located, 2:].sum(axis=0)
         self.n += len(hits)
+        self.n_loc += int(located.sum())
 
     def result(self) -> CamProtocolResult:
-        """Accuracies so far, in percent (NaN before the first image)."""
-        pct = self.hits * 100.0 / self.n if self.n else np.full(5, np.nan)
-        return CamProtocolResult(self.n, *(float(v) for v in pct), iou_threshold=self.iou_threshold,
-                                 topk=self.topk)
+        """Accuracies so far, in percent (NaN before the first image; localization ``None``
+        while no image with a GT box was counted)."""
+        cls = self.hits[:2] * 100.0 / self.n if self.n else np.full(2, np.nan)
+        loc = [float(v) for v in self.hits[2:] * 100.0 / self.n_loc] if self.n_loc else [None] * 3
+        return CamProtocolResult(self.n, float(cls[0]), float(cls[1]), *loc, iou_threshold=self.iou_threshold,
+                                 topk=self.topk, n_loc=self.n_loc)
 
 
 def _boxes_or_nan(boxes, k: int) -> np.ndarray:
@@ -318,18 +335,21 @@ class MaxBoxAccMeter(_Meter):
 
     def update_ious(self, best_ious: np.ndarray, *, image_id: str | None = None) -> bool:
         """Count one image from its best IoU per threshold (one of :func:`wsol_best_ious`'s arrays),
-        so that v1 and V2 meters can share one box extraction."""
-        if not self._admit(image_id):
-            return False
+        so that v1 and V2 meters can share one box extraction. NaN IoUs (no GT box) count nothing
+        and return ``False``."""
         ious = np.asarray(best_ious, np.float64).reshape(-1)
         if len(ious) != len(self.thresholds):
             raise ValueError(f"expected {len(self.thresholds)} IoUs (one per threshold), got {len(ious)}")
+        if np.isnan(ious).any() or not self._admit(image_id):
+            return False
         self.add_ious(ious[None])
         return True
 
     def add_ious(self, best_ious: np.ndarray) -> None:
-        """Count images from their best IoU per threshold, [N, thresholds] (many :meth:`update_ious`)."""
+        """Count images from their best IoU per threshold, [N, thresholds] (many :meth:`update_ious`);
+        a row of NaN (an image without GT boxes) is not counted."""
         ious = np.asarray(best_ious, np.float64).reshape(-1, len(self.thresholds))
+        ious = ious[~np.isnan(ious).any(axis=1)]
         for i, delta in enumerate(self.deltas):
             self.correct[i] += (ious >= (delta / 100)).sum(axis=0)
         self.n += len(ious)
@@ -374,9 +394,12 @@ def load_gt_mask(mask_paths: Sequence[str | os.PathLike], ignore_path: str | os.
     minus the foreground. ``ignore_path=None``: nothing is ignored. Returns two bool arrays.
     """
     def read(path) -> np.ndarray:
+        if not Path(path).is_file():
+            raise TdvizError(f"Mask {str(path)!r} is missing: check the mask root.")
+        check_pixel_budget(path, "Mask")  # before OpenCV decodes it
         img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
         if img is None:
-            raise TdvizError(f"Mask {str(path)!r} is missing or not an image: check the mask root.")
+            raise TdvizError(f"Mask {str(path)!r} is not an image OpenCV can read: re-export it as a PNG.")
         return cv2.resize(np.float32(img), (size, size), interpolation=cv2.INTER_NEAREST) > 0.5
 
     if not mask_paths:
@@ -453,12 +476,15 @@ class PxAPMeter(_Meter):
         return True
 
     def add_histograms(self, hist_true: np.ndarray, hist_false: np.ndarray) -> None:
-        """Count images from their :meth:`histograms`, each [N, bins]."""
+        """Count images from their :meth:`histograms`, each [N, bins]; a row of -1 (an image
+        without a mask) is not counted."""
         bins = len(self.edges) - 1
         true = np.asarray(hist_true, np.int64).reshape(-1, bins)
-        self.hist_true += true.sum(axis=0)
-        self.hist_false += np.asarray(hist_false, np.int64).reshape(-1, bins).sum(axis=0)
-        self.n += len(true)
+        false = np.asarray(hist_false, np.int64).reshape(-1, bins)
+        keep = (true >= 0).all(axis=1) & (false >= 0).all(axis=1)
+        self.hist_true += true[keep].sum(axis=0)
+        self.hist_false += false[keep].sum(axis=0)
+        self.n += int(keep.sum())
 
     def result(self) -> PxAPResult:
         """PxAP in percent and the PR curve (NaN PxAP without any foreground pixel)."""

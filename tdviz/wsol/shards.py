@@ -5,7 +5,8 @@ Shard ``i`` of ``n`` evaluates images ``i, i + n, i + 2n, ...`` (after ``--limit
 a shard finishes it looks at the others, and the last one to finish adds their meters
 (:meth:`~tdviz.wsol.metrics.CamProtocolMeter.merge` and friends: integer counts, so the merged
 numbers equal one run's exactly) and writes ``OUT/results.json``, ``results.csv`` and
-``records.jsonl`` (the shards' records one shard after the other).
+``records.jsonl`` (the shards' records one shard after the other). Shards must share one run
+identity (:mod:`tdviz.wsol.runstate`); a shard killed midway resumes on its own with ``--resume``.
 
 Under ``torchrun --nproc-per-node N -m tdviz_cli.main wsol ...`` each process takes its shard
 from ``RANK`` / ``WORLD_SIZE`` and its GPU from ``LOCAL_RANK``; by hand, ``tdviz wsol --shard
@@ -14,7 +15,6 @@ i/n`` on each machine, with a shared ``--out``.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -57,28 +57,38 @@ def shard_dataset(dataset: WsolDataset, index: int, count: int, limit: int | Non
 
 
 def merge_shards(out: str | Path, count: int) -> dict | None:
-    """Merge finished shards into ``out``; ``None`` (and nothing written) while one is unfinished."""
-    from .evaluate import meters_from_state, results_of, write_results
+    """Merge finished shards into ``out``; ``None`` (and nothing written) while one is unfinished.
+
+    A shard is finished when its folder holds ``results.json`` (a run removes it when it starts or
+    resumes). The shards must share one run identity and ``--limit``; ``out`` is locked while the
+    merged files are written.
+    """
+    from .results import meters_from_state, results_of, write_results
+    from .runstate import OutputLock, read_state
 
     out = Path(out)
     dirs = [shard_dir(out, i, count) for i in range(count)]
     if not all((d / "results.json").exists() and (d / "state.json").exists() for d in dirs):
         return None
-    states = [json.loads((d / "state.json").read_text()) for d in dirs]
-    if any(s["config"] != states[0]["config"] or s["models"] != states[0]["models"] for s in states):
-        raise TdvizError(f"The shards in {out} were run with different settings or models; rerun them alike.")
-    meters = meters_from_state(states[0])
-    for state in states[1:]:
-        for model, steps in meters_from_state(state).items():
-            for step, ms in steps.items():
-                for kind, meter in ms.items():
-                    meters[model][step][kind].merge(meter)
-    skipped = [p for s in states for p in s["skipped"]]
-    results = results_of(meters, skipped, states[0]["config"])
-    tmp = out / "records.jsonl.tmp"
-    with tmp.open("w") as fh:
-        for d in dirs:
-            fh.write((d / "records.jsonl").read_text())
-    os.replace(tmp, out / "records.jsonl")
-    write_results(out, results)
+    with OutputLock(out, "tdviz wsol shard merge"):
+        states = [read_state(d / "state.json") for d in dirs]
+        first = states[0]
+        if any(s.get("identity") != first.get("identity") or s["config"].get("limit") != first["config"].get("limit")
+               for s in states):
+            raise TdvizError(f"The shards in {out} were run with different models, weights, data or settings; "
+                             "rerun them alike (each with --resume where it was right).")
+        meters = meters_from_state(first["meters"])
+        for state in states[1:]:
+            for model, steps in meters_from_state(state["meters"]).items():
+                for step, ms in steps.items():
+                    for kind, meter in ms.items():
+                        meters[model][step][kind].merge(meter)
+        skipped = [p for s in states for p in s["skipped"]]
+        results = results_of(meters, sum(int(s["images"]) for s in states), skipped, first["config"])
+        tmp = out / "records.jsonl.tmp"
+        with tmp.open("w") as fh:
+            for d in dirs:
+                fh.write((d / "records.jsonl").read_text())
+        os.replace(tmp, out / "records.jsonl")
+        write_results(out, results)
     return dict(results, shards=count)

@@ -1,0 +1,172 @@
+"""What makes a `tdviz wsol` run the same run, and how its output folder is claimed and saved.
+
+A run's **identity** is every input that changes a number: the models (registry name and a
+digest of the weights each holds), the dataset (a fingerprint of the annotations as read and one
+of the image files: paths and sizes) and the options (protocols, top-k, ratio, IoU threshold,
+method, layer, device type). ``--resume`` continues a run only when the identity is the same and
+names the setting that differs otherwise. ``--limit`` is not part of it: a run may be extended
+to more images. Batch size and worker counts are not either: they change no number on a CPU,
+and on a GPU only in the last float bits.
+
+An output folder is **claimed** with an exclusive lock (``OUT/.tdviz-wsol.lock``, ``flock``,
+released by the kernel when the process dies), so two runs can never write into one folder.
+``state.json`` is replaced atomically, so an interruption (or a full disk) leaves the previous
+one intact.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..errors import TdvizError
+
+__all__ = ["OutputLock", "RunIdentity", "dataset_fingerprint", "read_state", "run_identity", "write_json_atomic",
+           "write_text_atomic"]
+
+#: what each option of the identity is called on the command line
+_FLAGS = {"protocols": "--protocol", "topk": "--topk", "cam_ratio": "--cam-ratio", "iou_threshold": "iou_threshold",
+          "method": "--method", "layer": "--layer", "device": "--device"}
+
+
+def _digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def dataset_fingerprint(samples, problems) -> tuple[str, str]:
+    """(annotations digest, images digest) of a dataset: the records as read (ids, labels, boxes,
+    sizes, masks) and the problems found, and each image's path and size in bytes."""
+    records, images = [], []
+    for s in samples:
+        records.append([s.image_id, int(s.label), s.boxes.tolist(), s.box_labels.tolist(), s.width, s.height,
+                        [str(p) for p in s.mask_paths], None if s.ignore_path is None else str(s.ignore_path)])
+        try:
+            size = os.stat(s.path).st_size
+        except OSError:
+            size = None
+        images.append([str(s.path), size])
+    return _digest([records, list(problems)]), _digest(images)
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """Everything that must be equal for two runs to count their images into one result."""
+
+    models: dict[str, dict]  # label -> {"name": registry name, "digest": state-dict SHA-256}
+    annotations: str
+    images: str
+    options: dict
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RunIdentity:
+        return cls(d["models"], d["annotations"], d["images"], d["options"])
+
+    def differences(self, saved: RunIdentity) -> list[str]:
+        """What differs from ``saved`` (the run on disk), one phrase per setting."""
+        out = []
+        if list(saved.models) != list(self.models):
+            out.append(f"the models (run: {', '.join(saved.models)}; now: {', '.join(self.models)})")
+        else:
+            for label, info in self.models.items():
+                old = saved.models[label]
+                if old["name"] != info["name"]:
+                    out.append(f"model {label!r} (run: {old['name']}; now: {info['name']})")
+                elif old["digest"] != info["digest"]:
+                    out.append(f"the weights of {label!r} (--weights: digest {old['digest'][:12]} in the run, "
+                               f"{info['digest'][:12]} now)")
+        if saved.annotations != self.annotations:
+            out.append("the annotations (--boxes)")
+        if saved.images != self.images:
+            out.append("the images (--data: other files, paths or sizes)")
+        for key in sorted(set(saved.options) | set(self.options)):
+            if saved.options.get(key) != self.options.get(key):
+                out.append(f"{_FLAGS.get(key, key)} (run: {saved.options.get(key)}; now: {self.options.get(key)})")
+        return out
+
+
+def read_state(path: Path) -> dict:
+    """A run's ``state.json``, or one sentence saying why it cannot be used."""
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise TdvizError(f"--resume: {path} is damaged ({type(exc).__name__}: {str(exc)[:120]}); the finished "
+                         f"records are kept in {path.parent / 'records.jsonl'}: start a fresh --out.") from None
+    if not isinstance(state, dict):
+        raise TdvizError(f"--resume: {path} is damaged (not a JSON object): start a fresh --out.")
+    return state
+
+
+def write_json_atomic(path: Path, obj, indent: int | None = None) -> None:
+    """Write ``obj`` as JSON to ``path`` through a temporary file and ``os.replace``: the old file
+    stays whole if the write fails (full disk, interruption)."""
+    write_text_atomic(path, json.dumps(obj, indent=indent))
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and ``os.replace``."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+class OutputLock:
+    """An exclusive claim on an output folder for as long as the run lives (``with OutputLock(out)``)."""
+
+    def __init__(self, folder: Path, what: str = "tdviz wsol") -> None:
+        self.path = Path(folder) / ".tdviz-wsol.lock"
+        self.what = what
+        self._fh = None
+
+    def __enter__(self):
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path, "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            fh.close()
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                fh2 = open(self.path)
+                owner = fh2.read().strip() or "?"
+                fh2.close()
+                raise TdvizError(f"Another {self.what} is writing to {str(self.path.parent)!r} (process {owner}): "
+                                 "wait for it to finish or choose another --out.") from None
+            raise
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        self._fh = fh
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fh is not None:
+            self._fh.close()  # closing releases the lock
+            self._fh = None
+
+
+def run_identity(models: dict, dataset, config) -> RunIdentity:
+    """The identity of evaluating ``models`` (label -> module) on ``dataset`` (all of it: ``limit``
+    and shards are not part of it) with ``config`` (a :class:`~tdviz.wsol.evaluate.WsolConfig`)."""
+    from ..loading import state_digest
+
+    annotations, images = dataset_fingerprint(dataset.samples, dataset.problems)
+    devices = sorted({next(m.parameters()).device.type for m in models.values()})
+    info = {label: {"name": getattr(m, "tdviz_name", type(m).__name__), "digest": state_digest(m)}
+            for label, m in models.items()}
+    return RunIdentity(info, annotations, images, dict(config.identity_options(), device=",".join(devices)))
