@@ -317,18 +317,49 @@ def _resolve_image(index: _ImageIndex, image_id: str, require_images: bool, wher
 
 
 def _unique_ids(keys: list[str]) -> list[str]:
-    """File stems, or relative paths without suffix when two keys share a stem."""
-    stems = [PurePosixPath(k.replace("\\", "/")).stem for k in keys]
-    if len(set(stems)) == len(stems):
-        return stems
-    return [str(PurePosixPath(k.replace("\\", "/")).with_suffix("")) for k in keys]
+    """File stems; when two keys share a stem (or a stem is empty, as for ``.``), the relative paths
+    without suffix for the whole source; ids still equal after that (a file listed twice) get
+    ``#2``, ``#3``..."""
+    paths = [PurePosixPath(k.replace("\\", "/")) for k in keys]
+    ids = [p.stem for p in paths]
+    if len(set(ids)) != len(ids) or not all(ids):
+        ids = [str(p.parent / p.stem) if p.stem and p.stem not in (".", "..") else k for p, k in zip(paths, keys)]
+    seen: dict[str, int] = {}
+    out = []
+    for i in ids:
+        seen[i] = seen.get(i, 0) + 1
+        out.append(i if seen[i] == 1 else f"{i}#{seen[i]}")
+    return out
 
 
-def _number(text: str | None) -> float:
-    """A coordinate from text; NaN when missing or not a number."""
+def _is_int(value) -> bool:
+    """A JSON integer (``True`` is not one)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _size(text) -> int | None:
+    """An image side from an annotation: a whole number of pixels in 1..10^6, else ``None``."""
+    value = _number(text) if not isinstance(text, (int, float)) or isinstance(text, bool) else float(text)
+    if isinstance(text, bool) or not math.isfinite(value) or value != int(value) or not 0 < value <= 1_000_000:
+        return None
+    return int(value)
+
+
+def _is_file(path: Path) -> bool:
+    """``path.is_file()`` that is ``False`` (not an exception) for a name no file can have (NUL)."""
     try:
-        return float(text.strip()) if text is not None else math.nan
-    except ValueError:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def _number(text) -> float:
+    """A coordinate from text (or a JSON number); NaN when missing, not a number or beyond float."""
+    if isinstance(text, bool):
+        return math.nan
+    try:
+        return float(text.strip() if isinstance(text, str) else text) if text is not None else math.nan
+    except (ValueError, TypeError, OverflowError):
         return math.nan
 
 
@@ -340,7 +371,7 @@ def _finish(where: str, image_id: str, path: Path | None, label: int | None, box
     if not boxes:
         problems.append(f"{where}: image {image_id!r} has no usable box; image skipped")
         return
-    if read_sizes and (width is None or height is None) and path.is_file():
+    if read_sizes and (width is None or height is None) and _is_file(path):
         width, height = _image_size(path)
     samples.append(_sample(image_id, path, label, boxes, labels, width, height))
 
@@ -379,12 +410,15 @@ def read_ilsvrc_xml(xml_dir: str | os.PathLike, images_root: str | os.PathLike |
         image_id = xml_path.stem
         try:
             root = ET.parse(xml_path).getroot()
-        except (ET.ParseError, OSError, UnicodeDecodeError) as exc:
-            problems.append(f"{where}: malformed XML ({exc}); image skipped")
+        except (ET.ParseError, OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+            problems.append(f"{where}: malformed XML ({str(exc)[:120]}); image skipped")
             continue
-        width, height = (_number(root.findtext(f"size/{t}")) for t in ("width", "height"))
-        width = int(width) if width > 0 else None  # NaN (missing) compares False
-        height = int(height) if height > 0 else None
+        width, height = (_size(root.findtext(f"size/{t}")) for t in ("width", "height"))
+        for tag, value in (("width", width), ("height", height)):
+            text = root.findtext(f"size/{tag}")
+            if value is None and text is not None and text.strip():
+                problems.append(f"{where}: <size><{tag}> {text.strip()[:20]!r} is not a valid image size; "
+                                "the image's own size is used")
         objects = root.findall("object")
         pairs = [((obj.findtext("name") or "").strip(),
                   [_number(obj.findtext(f"bndbox/{t}")) for t in ("xmin", "ymin", "xmax", "ymax")])
@@ -467,7 +501,7 @@ def read_loc_csv(csv_path: str | os.PathLike, images_root: str | os.PathLike | N
         if path is None:
             continue
         width = height = None
-        if read_sizes and path.is_file():
+        if read_sizes and _is_file(path):
             width, height = _image_size(path)
         label, boxes, labels = _collect_objects(groups, classes, width, height, where, "box {k}", problems)
         _finish(where, image_id, path, label, boxes, labels, width, height, problems, samples, read_sizes=False)
@@ -520,23 +554,35 @@ def read_wsolevaluation(metadata_dir: str | os.PathLike, data_root: str | os.Pat
         known.add(key)
 
     labels: dict[str, int] = {}
+    label_lines: dict[str, int] = {}
     for lineno, line in _metadata_lines(meta / "class_labels.txt"):
         key, _, value = line.rpartition(",")
         try:
-            labels[key] = int(value)
+            label = int(value)
         except ValueError:
-            problems.append(f"{meta / 'class_labels.txt'}:{lineno}: malformed line {line!r} "
+            problems.append(f"{meta / 'class_labels.txt'}:{lineno}: malformed line {line[:80]!r} "
                             "(expected '<path>,<label>'); line skipped")
+            continue
+        if key in labels:
+            problems.append(f"{meta / 'class_labels.txt'}:{lineno}: image {key!r} is listed again with label {label} "
+                            f"(line {label_lines[key]} gave {labels[key]}); line {lineno} skipped, "
+                            f"the label of line {label_lines[key]} kept")
+            continue
+        labels[key], label_lines[key] = label, lineno
 
     sizes: dict[str, tuple[int, int]] = {}
     if (meta / "image_sizes.txt").is_file():
         for lineno, line in _metadata_lines(meta / "image_sizes.txt"):
             parts = line.rsplit(",", 2)
-            try:
-                sizes[parts[0]] = (int(parts[1]), int(parts[2]))
-            except (ValueError, IndexError):
-                problems.append(f"{meta / 'image_sizes.txt'}:{lineno}: malformed line {line!r} "
-                                "(expected '<path>,<w>,<h>'); line skipped")
+            size = (_size(parts[1]), _size(parts[2])) if len(parts) == 3 else (None, None)
+            if None in size:
+                problems.append(f"{meta / 'image_sizes.txt'}:{lineno}: malformed line {line[:80]!r} "
+                                "(expected '<path>,<w>,<h>' with sizes in pixels); line skipped")
+            elif parts[0] in sizes:
+                problems.append(f"{meta / 'image_sizes.txt'}:{lineno}: image {parts[0]!r} is listed again; "
+                                "line skipped")
+            else:
+                sizes[parts[0]] = size
 
     boxes: dict[str, list[tuple[int, list[float]]]] = {}
     masks: dict[str, list[Path]] = {}
@@ -574,11 +620,11 @@ def read_wsolevaluation(metadata_dir: str | os.PathLike, data_root: str | os.Pat
             problems.append(f"{meta / 'class_labels.txt'}: image {key!r} has no class label; image skipped")
             continue
         path = data_root / key
-        if require_images and not path.is_file():
+        if require_images and not _is_file(path):
             problems.append(f"{where}: image file {str(path)!r} does not exist; image skipped")
             continue
         width, height = sizes.get(key, (None, None))
-        if read_sizes and width is None and path.is_file():
+        if read_sizes and width is None and _is_file(path):
             width, height = _image_size(path)
         kept = []
         for lineno, box in boxes.get(key, []):
@@ -626,8 +672,11 @@ def read_coco(json_path: str | os.PathLike, images_root: str | os.PathLike | Non
     except json.JSONDecodeError as exc:
         raise TdvizError(f"COCO file {str(json_path)!r} is not valid JSON (line {exc.lineno}, column "
                          f"{exc.colno}: {exc.msg}); fix or re-export it.") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TdvizError(f"COCO file {str(json_path)!r} cannot be read ({exc}); re-export it as UTF-8 JSON.") from None
+    except RecursionError:
+        raise TdvizError(f"COCO file {str(json_path)!r} nests its JSON too deeply to read; re-export it.") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: e.g. a number of 5000 digits
+        raise TdvizError(f"COCO file {str(json_path)!r} cannot be read ({str(exc)[:120]}); re-export it as "
+                         "UTF-8 JSON.") from None
     if not isinstance(data, dict) or not isinstance(data.get("images"), list) \
             or not isinstance(data.get("annotations"), list):
         raise TdvizError(f"COCO file {str(json_path)!r} has no 'images' and 'annotations' lists: pass a "
@@ -635,26 +684,36 @@ def read_coco(json_path: str | os.PathLike, images_root: str | os.PathLike | Non
     problems: list[str] = []
     where = str(json_path)
 
-    cats = []
-    for i, cat in enumerate(data.get("categories") or []):
-        if isinstance(cat, dict) and isinstance(cat.get("id"), int):
-            cats.append(cat)
-        else:
+    categories = data.get("categories", [])
+    if categories is None:
+        categories = []
+    if not isinstance(categories, list):
+        raise TdvizError(f"COCO file {str(json_path)!r} has 'categories' that is a {type(categories).__name__}, "
+                         "not a list: fix or re-export it.")
+    cats, cat_ids = [], set()
+    for i, cat in enumerate(categories):
+        if not (isinstance(cat, dict) and _is_int(cat.get("id"))):
             problems.append(f"{where}: categories[{i}] is malformed (needs an integer 'id'); category skipped")
+        elif cat["id"] in cat_ids:
+            problems.append(f"{where}: categories[{i}] repeats category id {cat['id']}; category skipped (the "
+                            "first one is kept)")
+        else:
+            cats.append(cat)
+            cat_ids.add(cat["id"])
     if class_index is None:
         cat_to_label = {c["id"]: k for k, c in enumerate(sorted(cats, key=lambda c: c["id"]))}
     else:
         cat_to_label = {}
         for c in cats:
             for key in (c.get("wnid"), c.get("name"), str(c["id"])):
-                if key is not None and key in class_index:
+                if isinstance(key, str) and key in class_index:
                     cat_to_label[c["id"]] = class_index[key]
                     break
 
     images, image_ids = [], set()
     for i, img in enumerate(data["images"]):
-        ok = isinstance(img, dict) and isinstance(img.get("id"), int) and isinstance(img.get("file_name"), str) \
-            and img["file_name"].strip()
+        ok = isinstance(img, dict) and _is_int(img.get("id")) and isinstance(img.get("file_name"), str) \
+            and img["file_name"].strip() and "\x00" not in img["file_name"]
         if not ok:
             problems.append(f"{where}: images[{i}] is malformed (needs integer 'id' and 'file_name'); image skipped")
         elif img["id"] in image_ids:
@@ -666,8 +725,8 @@ def read_coco(json_path: str | os.PathLike, images_root: str | os.PathLike | Non
     anns = []
     for i, ann in enumerate(data["annotations"]):
         bbox = ann.get("bbox") if isinstance(ann, dict) else None
-        ok = isinstance(ann, dict) and isinstance(ann.get("image_id"), int) \
-            and isinstance(ann.get("category_id"), int) and isinstance(bbox, list) and len(bbox) == 4 \
+        ok = isinstance(ann, dict) and _is_int(ann.get("image_id")) \
+            and _is_int(ann.get("category_id")) and isinstance(bbox, list) and len(bbox) == 4 \
             and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox)
         name = f"annotations[{i}]" + (f" (id {ann.get('id')})" if isinstance(ann, dict) and "id" in ann else "")
         if not ok:
@@ -692,25 +751,25 @@ def read_coco(json_path: str | os.PathLike, images_root: str | os.PathLike | Non
     names = [img["file_name"] for img in images]
     for img, image_id in zip(images, _unique_ids(names)):
         entry = f"{where} (image {img['id']}, {img['file_name']!r})"
-        width = img.get("width") if isinstance(img.get("width"), int) and img.get("width") > 0 else None
-        height = img.get("height") if isinstance(img.get("height"), int) and img.get("height") > 0 else None
+        width, height = _size(img.get("width")), _size(img.get("height"))
         path = (index_root / img["file_name"]) if index_root is not None else Path(img["file_name"])
-        if index_root is not None and require_images and not path.is_file():
+        if index_root is not None and require_images and not _is_file(path):
             problems.append(f"{entry}: image file {str(path)!r} does not exist; image skipped")
             continue
-        if (width is None or height is None) and path.is_file():
+        if (width is None or height is None) and _is_file(path):
             width, height = _image_size(path)
         objs = sorted(coco.loadAnns(coco.getAnnIds(imgIds=[img["id"]])), key=lambda a: a["_order"])
         boxes, labels, areas = [], [], []
         for ann in objs:
-            x, y, w, h = (float(v) for v in ann["bbox"])
+            x, y, w, h = (_number(v) for v in ann["bbox"])
             box, msg = _box_problem([x, y, x + w - 1, y + h - 1], width, height)
             if msg:
                 problems.append(f"{where}: annotations[{ann['_order']}] box {msg}")
             if box is not None:
                 boxes.append(box)
                 labels.append(cat_to_label[ann["category_id"]])
-                areas.append(float(ann["area"]) if isinstance(ann.get("area"), (int, float)) else w * h)
+                area = _number(ann.get("area")) if isinstance(ann.get("area"), (int, float)) else math.nan
+                areas.append(area if math.isfinite(area) else w * h)
         if not boxes:
             problems.append(f"{entry}: image has no usable annotation; image skipped")
             continue
@@ -770,7 +829,11 @@ def read_flat_labels(images_dir: str | os.PathLike, label_file: str | os.PathLik
             continue
         rel, token = parts[0].strip().rstrip(","), parts[1].strip()
         if token.lstrip("-").isdigit():
-            label = int(token)
+            try:
+                label = int(token)
+            except ValueError:  # more digits than Python converts
+                problems.append(f"{where}: label {token[:20]!r}... is not a usable class index; line skipped")
+                continue
         else:
             if classes is None:
                 classes = imagenet_class_index()
@@ -782,7 +845,7 @@ def read_flat_labels(images_dir: str | os.PathLike, label_file: str | os.PathLik
     samples: list[WsolSample] = []
     for (rel, label, where), image_id in zip(rows, _unique_ids([r[0] for r in rows])):
         path = images_dir / rel
-        if require_images and not path.is_file():
+        if require_images and not _is_file(path):
             problems.append(f"{where}: image file {str(path)!r} does not exist; line skipped")
             continue
         samples.append(_sample(image_id, path, label, [], [], None, None))
@@ -840,7 +903,7 @@ def _guess_data_root(meta: Path) -> Path | None:
         return None
     first = ids[0][1]
     for folder in [meta, *meta.parents]:
-        if (folder / first).is_file():
+        if _is_file(folder / first):
             return folder
     return None
 
