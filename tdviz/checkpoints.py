@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import pickle
 import re
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,40 +38,121 @@ class LoadReport:
     num_tensors: int
 
 
+def _kind(path: Path) -> str:
+    """What a file is by its first bytes: "zip" (torch.save since 1.6), "pickle" (older torch.save),
+    "tar" (torch 0.x), "safetensors", or "other"."""
+    with open(path, "rb") as fh:
+        head = fh.read(512)
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return "zip"
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return "pickle"
+    if len(head) > 262 and head[257:262] == b"ustar":
+        return "tar"
+    if len(head) > 9 and int.from_bytes(head[:8], "little") < 100_000_000 and head[8:9] == b"{":
+        return "safetensors"
+    return "other"
+
+
+def _unpickler_reason(exc: Exception) -> str:
+    """The part of torch's weights-only error that says what was refused (its advice is left out)."""
+    text = str(exc)
+    tail = text.split("WeightsUnpickler error:", 1)[1] if "WeightsUnpickler error:" in text else text
+    lines = [ln.strip() for ln in tail.splitlines() if ln.strip() and "weights_only" not in ln
+             and "documentation" not in ln and "file an issue" not in ln]
+    return lines[0] if lines else type(exc).__name__
+
+
+def _refused_global(exc: Exception) -> str:
+    """The Python name a refused pickle wanted to load (torch's message names it)."""
+    found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+    return found.group(1) if found else "a Python object"
+
+
 def read_state_dict(path: str | Path, ema: bool = False) -> tuple[dict[str, Tensor], str]:
     """The state dict stored in ``path`` and the name of the entry it came from.
 
     ``ema=True`` takes ``state_dict_ema`` when the file has one. Prefixes left by
-    DataParallel/DDP (``module.``) or ``torch.compile`` (``_orig_mod.``) are removed.
+    DataParallel/DDP (``module.``) or ``torch.compile`` (``_orig_mod.``) are removed. Every value
+    must be a tensor. Pickles are read with ``weights_only=True``; one that needs any other Python
+    object is refused, naming it.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"Checkpoint {str(path)!r} is a folder, not a checkpoint file: pass the "
+                              ".pth/.pth.tar/.safetensors file itself.")
     if not path.is_file():
         raise CheckpointError(f"Checkpoint {str(path)!r} does not exist: check the path.")
-    if path.suffix == ".safetensors":
+    try:
+        kind = _kind(path)
+    except OSError as exc:
+        raise CheckpointError(f"Checkpoint {str(path)!r} cannot be read ({exc.strerror}): check its permissions.") \
+            from None
+    if path.suffix == ".safetensors" or kind == "safetensors":
         from safetensors.torch import load_file
 
         try:
-            return _strip_prefixes(load_file(str(path))), "safetensors"
-        except Exception as exc:  # safetensors raises its own error types
-            raise CheckpointError(f"Checkpoint {str(path)!r} is not a readable safetensors file ({exc}).") from exc
+            return _tensors_only(_strip_prefixes(load_file(str(path))), path), "safetensors"
+        except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
+            raise CheckpointError(f"Checkpoint {str(path)!r} is not a readable safetensors file "
+                                  f"({_first_line(exc)[:160]}): re-export it.") from None
+    if kind == "other":
+        raise CheckpointError(f"Checkpoint {str(path)!r} is not a PyTorch checkpoint (it is neither a torch.save "
+                              "zip archive, a pickle nor safetensors): pass the checkpoint file itself.")
     try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
+        with torch.serialization.safe_globals([argparse.Namespace]), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # torch's note on pickle protocols, advice included
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        reason = _unpickler_reason(exc)
+        if "GLOBAL" in reason:
+            why = f"it asks for {_refused_global(exc)}, which is neither a tensor nor plain data"
+        elif "truncated" in reason or "EOF" in reason:
+            raise CheckpointError(f"Checkpoint {str(path)!r} is damaged or truncated ({reason[:120]}): copy or "
+                                  "download it again.") from None
+        else:
+            why = f"it uses pickle features the safe loader does not read: {reason[:120]}"
         raise CheckpointError(
-            f"Checkpoint {str(path)!r} holds Python objects that tdviz refuses to unpickle for safety "
-            f"({_first_line(exc)}): re-save it as a plain state dict, torch.save(model.state_dict(), path)."
-        ) from exc
-    except Exception as exc:  # torch.load fails in many ways on non-checkpoints (EOFError, KeyError, ...)
-        raise CheckpointError(
-            f"Checkpoint {str(path)!r} is not a PyTorch checkpoint or is truncated ({_first_line(exc)})."
-        ) from exc
+            f"Checkpoint {str(path)!r} holds Python objects that tdviz refuses to unpickle for safety ({why}): keep "
+            "only its tensors where it was made, torch.save(model.state_dict(), path), or save them as .safetensors."
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - torch.load fails in many ways on damaged files
+        raise CheckpointError(f"Checkpoint {str(path)!r} is damaged or truncated ({_short(exc)}): copy or "
+                              "download it again.") from None
     sd, entry = _pick_state_dict(obj, ema, path)
-    return _strip_prefixes(sd), entry
+    return _tensors_only(_strip_prefixes(sd), path), entry
 
 
 def _first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _short(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {_first_line(exc)[:120]}"
+
+
+def _tensors_only(sd: dict, path: Path) -> dict[str, Tensor]:
+    for key, value in sd.items():
+        if not isinstance(value, Tensor):
+            raise CheckpointError(f"Checkpoint {str(path)!r} has {key!r} = a {type(value).__name__}, not a tensor: "
+                                  "it is not a state dict of weights.")
+    return sd
+
+
+def check_values(sd: dict[str, Tensor], expected: dict[str, Tensor], path) -> None:
+    """Refuse tensors whose kind of number differs from the model's (floats for a float parameter,
+    integers for a counter; any float precision is fine) or that hold NaN or infinity."""
+    for key, value in sd.items():
+        want = expected.get(key)
+        if want is None:
+            continue
+        if value.is_complex() or value.is_floating_point() != want.is_floating_point() or \
+                (value.dtype == torch.bool) != (want.dtype == torch.bool):
+            raise CheckpointError(f"Checkpoint {str(path)!r} stores {key!r} as {value.dtype}, where the model "
+                                  f"holds {want.dtype}: it is not a checkpoint of this model, or it was damaged.")
+        if value.is_floating_point() and value.numel() and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(f"Checkpoint {str(path)!r} has NaN or infinite values in {key!r}: the file is "
+                                  "damaged or its training diverged; use another checkpoint.")
 
 
 def _pick_state_dict(obj, ema: bool, path: Path) -> tuple[dict[str, Tensor], str]:
@@ -104,10 +186,12 @@ def load_weights(model: nn.Module, path: str | Path, ema: bool = False) -> LoadR
     T=2, TD at layer3+layer4") and which registered model fits it, instead of listing keys.
     """
     sd, entry = read_state_dict(path, ema=ema)
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    own = model.state_dict()
+    expected = {k: tuple(v.shape) for k, v in own.items()}
     found = {k: tuple(v.shape) for k, v in sd.items()}
     if expected != found:
         raise CheckpointError(_mismatch_message(model, path, expected, found))
+    check_values(sd, own, path)
     model.load_state_dict(sd, strict=True)
     return LoadReport(str(path), entry, len(sd))
 
@@ -212,8 +296,7 @@ def describe_state_dict(shapes: dict[str, tuple]) -> str:
 
 
 def _all_blocks(lay: ResNetLayout, stage: int) -> bool:
-    depth = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}.get(lay.depth)
-    return depth is not None and lay.td_blocks[stage] == list(range(depth[stage - 1]))
+    return stage <= len(lay.layers) and lay.td_blocks[stage] == list(range(lay.layers[stage - 1]))
 
 
 def format_call(name: str, overrides: dict) -> str:
@@ -231,6 +314,7 @@ def suggest_model(shapes: dict[str, tuple]) -> tuple[str, dict] | None:
     if lay is not None:  # only ResNets of that block type and depth per stage can fit
         candidates = [s for s in candidates if tuple(s.kwargs.get("layers", ())) == lay.layers
                       and s.kwargs.get("block") == lay.block]
+    options = []
     for spec in candidates:
         overrides: dict = {}
         if lay is not None and lay.num_classes and lay.num_classes != spec.kwargs.get("num_classes", 1000):
@@ -239,6 +323,9 @@ def suggest_model(shapes: dict[str, tuple]) -> tuple[str, dict] | None:
             for key, value in (("steps", lay.steps), ("m", lay.m), ("attention", lay.attention)):
                 if getattr(spec.td, key) != value:
                     overrides[key] = value
+        options.append((spec, overrides))
+    # a registered configuration as it is first, then the ones that need the fewest changes
+    for spec, overrides in sorted(options, key=lambda o: len(o[1])):
         try:
             with torch.device("meta"):
                 model = create_model(spec.name, **overrides)
@@ -260,5 +347,6 @@ def model_from_checkpoint(path: str | Path, ema: bool = False) -> nn.Module:
         raise CheckpointError(f"No registered model fits checkpoint {str(path)!r} ({describe_state_dict(shapes)}): "
                               f"pass --model NAME with the model it was trained as.")
     model = create_model(fit[0], **fit[1])
+    check_values(sd, model.state_dict(), path)
     model.load_state_dict(sd, strict=True)
     return model

@@ -126,3 +126,60 @@ def test_unreadable_files(tmp_path, r18td):
     (tmp_path / "bad.safetensors").write_bytes(b"\x00" * 20)
     with pytest.raises(CheckpointError, match="safetensors"):
         tdviz.load_weights(r18td, tmp_path / "bad.safetensors")
+
+
+def test_refusal_names_what_was_refused_and_never_advises_weights_only_false(tmp_path):
+    path = tmp_path / "evil.pth"
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "hook": _Evil(tmp_path / "pwned")}, path)
+    with pytest.raises(CheckpointError) as info:
+        read_state_dict(path)
+    message = str(info.value)
+    assert "system" in message and "weights_only" not in message and "will likely succeed" not in message
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_folder_text_and_damaged_files_are_told_apart(tmp_path, r18td):
+    with pytest.raises(CheckpointError, match="is a folder, not a checkpoint file"):
+        tdviz.load_weights(r18td, tmp_path)
+    (tmp_path / "notes.pth").write_text("epoch 1: loss 0.3\n" * 10)
+    with pytest.raises(CheckpointError, match="is not a PyTorch checkpoint") as info:
+        tdviz.load_weights(r18td, tmp_path / "notes.pth")
+    assert "truncated" not in str(info.value)
+    good = tmp_path / "good.pth"
+    torch.save(r18td.state_dict(), good)
+    (tmp_path / "cut.pth").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="damaged or truncated"):
+        tdviz.load_weights(r18td, tmp_path / "cut.pth")
+
+
+@pytest.mark.parametrize("damage", ["int", "nan", "inf", "bool", "not a tensor"])
+def test_wrong_dtype_nan_inf_and_non_tensors_are_refused_by_name(tmp_path, r18td, damage):
+    state = {k: v.clone() for k, v in r18td.state_dict().items()}
+    key = "layer1.0.conv1.weight"
+    if damage == "int":
+        state[key] = state[key].to(torch.int32)
+    elif damage == "bool":
+        state[key] = state[key] > 0
+    elif damage == "not a tensor":
+        state[key] = [1.0, 2.0]
+    else:
+        state[key][0, 0, 0, 0] = float(damage)
+    path = tmp_path / "w.pth"
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match=key.replace(".", r"\.")):
+        tdviz.load_weights(tdviz.create_model("resnet18_tdjoint"), path)
+    fp16 = tmp_path / "half.pth"
+    torch.save({k: v.half() if v.is_floating_point() else v for k, v in r18td.state_dict().items()}, fp16)
+    tdviz.load_weights(tdviz.create_model("resnet18_tdjoint"), fp16)  # another float precision is fine
+
+
+def test_mismatch_diagnosis_for_layouts_that_are_not_standard_resnets(tmp_path):
+    convnext = tmp_path / "convnext.pth"
+    torch.save(tdviz.create_model("convnext_tiny").state_dict(), convnext)
+    with pytest.raises(CheckpointError, match="non-ResNet model") as info:
+        tdviz.load_weights(tdviz.create_model("resnet50"), convnext)
+    assert "convnext_tiny" in str(info.value)
+    from tdviz.models.demo_zoo import WEIGHTS_DIR
+
+    with pytest.raises(CheckpointError, match="try demo_resnet_tdtop"):
+        tdviz.load_weights(tdviz.create_model("resnet50"), WEIGHTS_DIR / "demo_resnet_tdtop.safetensors")

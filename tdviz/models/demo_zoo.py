@@ -53,9 +53,12 @@ def load_demo_model(name: str, device: str | torch.device = "cpu") -> torch.nn.M
     path = demo_weights_path(name)
     if not path.is_file():
         raise TdvizError(f"The shipped weights of {name} are missing ({path}): reinstall tdviz.")
+    from ..checkpoints import check_values
+
     model = create_model(name)
     state, _ = read_state_dict(path)
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     state.update({k: v for k, v in model.state_dict().items() if k.endswith(DERIVED_BUFFER)})
+    check_values(state, model.state_dict(), path)
     model.load_state_dict(state, strict=True)
     return model.to(device).eval()
