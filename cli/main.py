@@ -275,7 +275,8 @@ def selectivity(
     results, skipped = run_selectivity(nets, dataset, layer or None, workers=workers, progress=not as_json)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    payload = {"images": len(dataset) - len(skipped), "skipped": skipped,
+    unreadable = len(skipped) - len(dataset.problems)  # the rest are notes on the folder (e.g. link loops)
+    payload = {"images": len(dataset) - unreadable, "skipped": skipped,
                "results": [{"model": m, "layer": lay, "step": t, **r.to_dict()} for (m, lay, t), r in results.items()]}
     (out_dir / "selectivity.json").write_text(json.dumps(payload, indent=1))
     plots = plot_distributions(results, out_dir / "selectivity")

@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .errors import TdvizError
-from .imagefiles import IMAGEFOLDER_SUFFIXES, walk_files
+from .imagefiles import IMAGEFOLDER_SUFFIXES, class_folders, folder_key, walk_files
 from .images import ImageError, Preprocess, read_image
 from .progress import image_progress
 from .steps import run_steps
@@ -26,13 +26,13 @@ class ImageFolderDataset(Dataset):
         root = Path(root)
         if not root.is_dir():
             raise TdvizError(f"Image folder {str(root)!r} does not exist: pass the folder that holds one folder per class.")
-        self.classes = sorted(d.name for d in root.iterdir() if d.is_dir())
+        self.classes, self.problems = class_folders(root)
         if not self.classes:
             raise TdvizError(f"Image folder {str(root)!r} has no class folders: expected root/<class>/<image>.")
         self.samples: list[tuple[str, int]] = []
-        self.problems: list[str] = []  # link loops and unreadable folders met while listing
+        seen = {folder_key(root)}  # link loops and unreadable folders met while listing go to problems
         for label, name in enumerate(self.classes):
-            files, problems = walk_files(root / name, IMAGEFOLDER_SUFFIXES)
+            files, problems = walk_files(root / name, IMAGEFOLDER_SUFFIXES, seen)
             self.samples += [(str(p), label) for p in files]
             self.problems += problems
         if not self.samples:

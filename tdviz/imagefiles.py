@@ -16,7 +16,8 @@ from pathlib import Path
 
 from .errors import TdvizError
 
-__all__ = ["IMAGEFOLDER_SUFFIXES", "IMAGE_SUFFIXES", "ImageError", "check_pixel_budget", "max_pixels", "walk_files"]
+__all__ = ["IMAGEFOLDER_SUFFIXES", "IMAGE_SUFFIXES", "ImageError", "check_pixel_budget", "class_folders", "folder_key",
+           "max_pixels", "walk_files"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm")
 #: torchvision's ImageFolder extensions (``torchvision.datasets.folder.IMG_EXTENSIONS``)
@@ -64,13 +65,44 @@ def check_pixel_budget(path: str | os.PathLike, what: str = "Image") -> tuple[in
     return int(width), int(height)
 
 
-def walk_files(root: str | os.PathLike, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> tuple[list[Path], list[str]]:
+def folder_key(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(device, inode) of a folder, the same for every link to it; ``None`` if it cannot be read."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def class_folders(root: str | os.PathLike) -> tuple[list[str], list[str]]:
+    """ImageFolder's class folders of ``root`` (its sub-folders, sorted by name), leaving out a link
+    back to ``root`` or to a class folder already listed (a loop is not a class, and would shift
+    every later class index), and one problem per folder left out."""
+    root = Path(root)
+    seen = {folder_key(root)}
+    names, problems = [], []
+    for entry in sorted(os.scandir(root), key=lambda e: e.name):
+        if not entry.is_dir():
+            continue
+        key = folder_key(entry.path)
+        if key in seen:
+            problems.append(f"Folder {entry.path!r} leads back to {str(root)!r} or to another class folder (a "
+                            "symbolic link); it is not a class.")
+            continue
+        seen.add(key)
+        names.append(entry.name)
+    return names, problems
+
+
+def walk_files(root: str | os.PathLike, suffixes: tuple[str, ...] = IMAGE_SUFFIXES,
+               seen: set | None = None) -> tuple[list[Path], list[str]]:
     """Files under ``root`` whose name ends in one of ``suffixes`` (any case), sorted by folder and
-    name, and one problem per symbolic-link loop or unreadable folder met (each skipped)."""
+    name, and one problem per symbolic-link loop or unreadable folder met (each skipped). Walks
+    that share ``seen`` never enter a folder another of them entered."""
     root = Path(root)
     files: list[Path] = []
     problems: list[str] = []
-    seen: set[tuple[int, int]] = set()
+    seen = set() if seen is None else seen
 
     def onerror(exc: OSError) -> None:
         problems.append(f"Folder {str(exc.filename)!r} cannot be read ({exc.strerror}); skipped.")

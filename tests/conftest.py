@@ -21,3 +21,19 @@ def _seed():
 
 def load_layout(path):
     return json.loads(Path(path).read_text())
+
+
+def run_cli(*args, env: dict | None = None):
+    """The ``tdviz`` command run in this process (typer's CliRunner: the real command, without the
+    3 s a new interpreter spends importing torch). Returns ``returncode``, ``stdout`` and
+    ``stderr``; an exception that escaped the command is re-raised, since a user would have seen a
+    traceback."""
+    from types import SimpleNamespace
+
+    from tdviz_cli.main import app
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(app, [str(a) for a in args], env=env, catch_exceptions=True)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return SimpleNamespace(returncode=result.exit_code, stdout=result.stdout, stderr=result.stderr)

@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import run_cli
 from PIL import Image
 
 import tdviz
@@ -15,9 +16,8 @@ from tdviz.cam import METHODS, UNSUPPORTED_METHODS
 from tdviz.models.demo_zoo import WEIGHTS_DIR, load_demo_model
 
 
-def tdviz_cli(*args, timeout=300, **kw):
-    return subprocess.run([sys.executable, "-m", "tdviz", *map(str, args)], check=False, capture_output=True,
-                          text=True, timeout=timeout, **kw)
+def tdviz_cli(*args):
+    return run_cli(*args)
 
 
 def no_traceback(res):
@@ -36,7 +36,8 @@ def photo(tmp_path_factory):
 
 
 def test_python_m_tdviz_is_the_command():
-    res = tdviz_cli("--help")
+    res = subprocess.run([sys.executable, "-m", "tdviz", "--help"], check=False, capture_output=True, text=True,
+                         timeout=300)
     assert res.returncode == 0 and "wsol" in res.stdout and "cam" in res.stdout
 
 

@@ -3,11 +3,10 @@ builds, describes itself on the meta device (its ``tdviz models`` row), its last
 ``model(x)``, and its feature layer resolves and feeds the CAMs."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
+from conftest import run_cli
 
 import tdviz
 from tdviz.cam import default_layer
@@ -16,8 +15,7 @@ from tdviz.steps import _resolve_layers
 
 @pytest.fixture(scope="module")
 def model_rows():
-    res = subprocess.run([sys.executable, "-m", "tdviz", "models", "--json"], check=False, capture_output=True,
-                         text=True, timeout=300)
+    res = run_cli("models", "--json")
     assert res.returncode == 0, res.stderr[-2000:]
     return {row["name"]: row for row in json.loads(res.stdout)}
 

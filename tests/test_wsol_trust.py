@@ -13,6 +13,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from conftest import run_cli
 from safetensors.torch import load_file
 
 from tdviz.demo import make_demo_split
@@ -47,9 +48,8 @@ def xml(split):
     return load_wsol_dataset(split / "boxes_xml", images_root=split / "images", class_index=demo_class_index())
 
 
-def cli(*args, timeout=300, **kw):
-    return subprocess.run([sys.executable, "-m", "tdviz", *map(str, args)], check=False, capture_output=True,
-                          text=True, timeout=timeout, **kw)
+def cli(*args):
+    return run_cli(*args)
 
 
 def wsol_args(split, out, *extra):

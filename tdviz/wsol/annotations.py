@@ -45,7 +45,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from ..errors import TdvizError
-from ..imagefiles import IMAGEFOLDER_SUFFIXES, walk_files
+from ..imagefiles import IMAGEFOLDER_SUFFIXES, class_folders, folder_key, walk_files
 
 __all__ = [
     "WsolDataset",
@@ -199,7 +199,7 @@ def imagefolder_class_index(root: str | os.PathLike) -> dict[str, int]:
     if not root.is_dir():
         raise TdvizError(f"Image folder {str(root)!r} does not exist: pass the directory holding one "
                          "sub-directory per class.")
-    names = sorted(e.name for e in os.scandir(root) if e.is_dir())
+    names, _ = class_folders(root)
     if not names:
         raise TdvizError(f"Image folder {str(root)!r} has no class sub-directories: ImageFolder layout "
                          "is root/<class>/<image>.")
@@ -790,10 +790,11 @@ def read_imagefolder_labels(root: str | os.PathLike) -> tuple[list[WsolSample], 
     classes = imagefolder_class_index(root)
     root = Path(root)
     samples: list[WsolSample] = []
-    problems: list[str] = []
+    problems: list[str] = list(class_folders(root)[1])
     files: list[tuple[Path, int]] = []
+    seen = {folder_key(root)}
     for name, label in classes.items():
-        found, walk_problems = walk_files(root / name, IMAGEFOLDER_EXTENSIONS)
+        found, walk_problems = walk_files(root / name, IMAGEFOLDER_EXTENSIONS, seen)
         problems += walk_problems
         if not found:
             problems.append(f"{root / name}: class folder holds no image files; no images for class {label}")

@@ -46,7 +46,7 @@ from .extract import extract_chunk, image_entry, init_worker
 from .loader import _collate, _Images, _ramp_batches
 from .metrics import MaxBoxAccMeter
 from .results import add_rows, make_meters, meters_from_state, meters_to_state, results_of, write_results
-from .runstate import OutputLock, RunIdentity, read_state, run_identity, write_json_atomic
+from .runstate import OutputLock, RunIdentity, append_text, read_state, run_identity, write_json_atomic
 
 PROTOCOLS = ("cam", "wsol")
 
@@ -387,9 +387,7 @@ class WsolRun:
             if len(ok):
                 for name, arrays in res["models"].items():
                     add_rows(self.meters[name], arrays, launched["mc"][name][start + ok])
-        with self.records_file.open("a") as fh:
-            fh.write("".join(lines))
-        self.records_bytes = self.records_file.stat().st_size
+        self.records_bytes = append_text(self.records_file, "".join(lines))
         self._save_state()
         advance(launched["size"])
         self.timeline.append((time.perf_counter(), launched["size"]))

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ..errors import TdvizError
 
-__all__ = ["OutputLock", "RunIdentity", "dataset_fingerprint", "read_state", "run_identity", "write_json_atomic",
+__all__ = ["OutputLock", "RunIdentity", "append_text", "dataset_fingerprint", "read_state", "run_identity", "write_json_atomic",
            "write_text_atomic"]
 
 #: what each option of the identity is called on the command line
@@ -109,6 +109,11 @@ def write_json_atomic(path: Path, obj, indent: int | None = None) -> None:
     write_text_atomic(path, json.dumps(obj, indent=indent))
 
 
+def named(exc: OSError, path: Path) -> OSError:
+    """``exc`` naming ``path`` when it names no file (a failed write says only "No space left")."""
+    return exc if exc.filename else OSError(exc.errno, exc.strerror, str(path))
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and ``os.replace``."""
     tmp = path.with_name(path.name + ".tmp")
@@ -118,9 +123,22 @@ def write_text_atomic(path: Path, text: str) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise named(exc, path) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def append_text(path: Path, text: str) -> int:
+    """Append ``text`` to ``path``; returns the file's new size (a failed write names the file)."""
+    try:
+        with path.open("a") as fh:
+            fh.write(text)
+        return path.stat().st_size
+    except OSError as exc:
+        raise named(exc, path) from None
 
 
 class OutputLock:

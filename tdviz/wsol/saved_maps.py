@@ -72,8 +72,12 @@ def save_image_maps(folder: str | Path, image: dict, part: dict, b: int, cam_box
     path = map_file(folder, meta["model"], image["image_id"])
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, meta=json.dumps(meta), **arrays)
-    tmp.replace(path)
+    try:
+        np.savez_compressed(tmp, meta=json.dumps(meta), **arrays)
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise exc if exc.filename else OSError(exc.errno, exc.strerror, str(path)) from None
     return path
 
 
