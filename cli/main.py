@@ -123,7 +123,7 @@ def cam(
     topk: int = typer.Option(1, min=1, help="Maps for the top-k classes of each step (a row per class)."),
     class_: list[str] = typer.Option(None, "--class", help="Map these classes (name or index) instead of the top-k."),
     layer: str = typer.Option(None, help="Target layer (default: the layer feeding the classifier)."),
-    size: int = typer.Option(None, min=16, max=4096, help="Input size (default 224; Resize 256 + CenterCrop 224)."),
+    size: int = typer.Option(None, min=32, max=4096, help="Input size (default 224; Resize 256 + CenterCrop 224)."),
     out: str = typer.Option("tdviz_cam", help="Output folder, or a .png/.pdf file name for a single image."),
     save_maps: bool = typer.Option(False, "--save-maps", help="Also write each image's maps (npz)."),
     as_json: bool = typer.Option(False, "--json", help="Print classes, scores and written files as JSON."),

@@ -34,7 +34,7 @@ def __dir__() -> list[str]:
 
 register_with_timm_when_imported()
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "CheckpointError",

@@ -213,6 +213,14 @@ def step_cams(model: nn.Module, images: Tensor, layer: str | None = None, method
     return _gradcam_cams(model, images, layer, module, method, pick, size)
 
 
+def _check_feature_map(model: nn.Module, layer: str, acts: Tensor) -> None:
+    """A CAM needs a layer whose output is a feature map [B, C, H, W] (here [B, T, C, H, W])."""
+    if acts.dim() != 5:
+        name = getattr(model, "tdviz_name", type(model).__name__)
+        raise TdvizError(f"Layer {layer!r} of {name} gives outputs of shape {tuple(acts.shape[2:])} per image, not a "
+                         f"feature map [C, H, W]: pick a convolutional layer, e.g. {default_layer(model)!r}.")
+
+
 def _with_labels(cls: Tensor, extra: Tensor | None) -> Tensor:
     if extra is None:
         return cls
@@ -224,6 +232,7 @@ def _fast_cams(model, images, layer, module, method, pick, size, normalize=True)
     head = _linear_head(model, module) if method in GRADIENT_METHODS else None
     need_autograd = method in GRADIENT_METHODS and head is None
     out = run_steps(model, images, layers=[layer], grad=need_autograd)
+    _check_feature_map(model, layer, out.activations[layer])
     logits = out.logits.detach()
     cls = pick(logits)
     b, t, kk = cls.shape
@@ -267,7 +276,9 @@ def _weighted_map(inst, method: str, images: Tensor, module: nn.Module, acts: Te
 
 def _gradcam_cams(model, images, layer, module, method, pick, size) -> StepCams:
     with torch.no_grad():
-        logits = run_steps(model, images).logits
+        out = run_steps(model, images, layers=[layer])
+    _check_feature_map(model, layer, out.activations[layer])
+    logits = out.logits
     cls = pick(logits)
     b, t, kk = cls.shape
     maps = torch.empty(b, t, kk, *size, device=images.device)

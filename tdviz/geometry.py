@@ -24,8 +24,9 @@ class InputFrame:
     def __post_init__(self) -> None:
         if self.mode not in ("resize_crop", "resize"):
             raise TdvizError(f"Preprocessing mode {self.mode!r} is unknown: use 'resize_crop' or 'resize'.")
-        if self.size < 16 or (self.mode == "resize_crop" and self.resize < self.size):
-            raise TdvizError(f"Input size {self.size} (resize {self.resize}) is invalid: size >= 16 and resize >= size.")
+        if self.size < 32 or (self.mode == "resize_crop" and self.resize < self.size):
+            raise TdvizError(f"Input size {self.size} (resize {self.resize}) is invalid: tdviz's models downsample by "
+                             "32, so use size >= 32 (and resize >= size).")
 
     def geometry(self, width: int, height: int) -> tuple[float, float, float, float]:
         """(scale_x, scale_y, offset_x, offset_y): input pixel = original pixel * scale - offset."""

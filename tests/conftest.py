@@ -1,4 +1,6 @@
 import json
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,11 @@ def layout_files():
     """The authors' checkpoint layouts: ../shared/reference where present, else the copies in tests/data."""
     src = REFERENCE if REFERENCE.is_dir() else LAYOUTS_DIR
     return sorted(src.glob("*.layout.json"))
+
+
+def pytest_configure(config):
+    """Demo splits made by the tests go to a cache of their own, never the user's ~/.cache/tdviz."""
+    os.environ.setdefault("TDVIZ_CACHE", tempfile.mkdtemp(prefix="tdviz-test-cache-"))
 
 
 @pytest.fixture(autouse=True)

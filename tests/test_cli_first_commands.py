@@ -114,3 +114,12 @@ def test_gallery_demo_uses_the_method(tmp_path):
     a = np.asarray(Image.open(grad.figures[0].png).convert("RGB"))
     b = np.asarray(Image.open(layer.figures[0].png).convert("RGB"))
     assert a.shape == b.shape and (a != b).any()
+
+
+def test_flags_a_model_cannot_take_are_one_sentence(photo, tmp_path):
+    res = tdviz_cli("cam", photo / "cat.1.jpg", "--layer", "fc", "--out", tmp_path)
+    assert res.returncode == 1 and "not a feature map" in res.stderr and "layer4.1" in res.stderr
+    res = tdviz_cli("cam", photo / "cat.1.jpg", "--model", "convnext_tiny", "--size", "16", "--out", tmp_path)
+    assert res.returncode == 2 and "32" in res.stderr  # typer's usage error: at least 32
+    res = tdviz_cli("wsol", "--model", "demo_resnet", "--images", "10", "--topk", "20", "--out", tmp_path / "w")
+    assert res.returncode == 1 and "--topk 20 is more than the 10 classes" in res.stderr
