@@ -46,6 +46,8 @@ def check_pixel_budget(path: str | os.PathLike, what: str = "Image") -> tuple[in
     from PIL import Image, UnidentifiedImageError
 
     budget = max_pixels()
+    guard = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # only the header is read here; the budget below is the guard
     try:
         with Image.open(path) as img:
             width, height = img.size
@@ -57,6 +59,8 @@ def check_pixel_budget(path: str | os.PathLike, what: str = "Image") -> tuple[in
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"{what} {str(path)!r} is damaged or truncated ({exc}); re-export or re-download it.") \
             from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = guard
     if width is None or width * height > budget:
         size = "its size" if width is None else f"{width}x{height} ({width * height / 1e6:.0f} megapixels)"
         raise ImageError(f"{what} {str(path)!r} is {size}, over tdviz's budget of {budget / 1e6:.0f} megapixels "

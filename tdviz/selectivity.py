@@ -386,13 +386,15 @@ def run_selectivity(models: Mapping, dataset, layers: Sequence[str] | None = Non
 
     from .cam import default_layer, step_cams
     from .classify import _collate
+    from .processes import follow_parent
     from .progress import image_progress
     from .steps import run_steps
 
     chosen = {n: list(layers) if layers else [default_layer(m)] for n, m in models.items()}
     meters: dict[tuple[str, str, int], SelectivityMeter] = {}
     skipped: list[str] = list(getattr(dataset, "problems", []))
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=_collate)
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=_collate,
+                        worker_init_fn=follow_parent if workers else None)
     with image_progress("selectivity", len(dataset), progress) as advance:
         for images, labels, _, bad in loader:
             skipped += [msg for _, msg in bad]

@@ -243,7 +243,7 @@ def test_workers_exit_when_the_run_is_killed(split, tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert len(kids) >= 2, "the run's workers were not seen"
-    deadline = time.time() + 15
+    deadline = time.time() + 5
     while time.time() < deadline and any(_alive(k) for k in kids):
         time.sleep(0.1)
     assert not [k for k in kids if _alive(k)], "workers outlived the killed run"

@@ -64,7 +64,7 @@ def _render_chunk(args) -> list[SampleRecord]:
 def _worker_init(parent_pid: int) -> None:
     import cv2
 
-    from ..wsol.extract import watch_parent
+    from ..processes import watch_parent
 
     cv2.setNumThreads(1)
     watch_parent(parent_pid)

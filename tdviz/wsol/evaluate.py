@@ -38,6 +38,7 @@ from ..errors import TdvizError
 from ..geometry import InputFrame
 from ..images import Preprocess
 from ..models.base import model_num_classes
+from ..processes import follow_parent
 from ..progress import image_progress
 from ..steps import most_confident_step
 from .annotations import WsolDataset, WsolSample
@@ -279,7 +280,7 @@ class WsolRun:
         todo = [s for s in self.samples if s.image_id not in self.done]
         loader = DataLoader(_Images(todo, preprocs), batch_sampler=_ramp_batches(len(todo), self.cfg.batch_size),
                             num_workers=workers, collate_fn=_collate, pin_memory=torch.cuda.is_available(),
-                            prefetch_factor=4 if workers else None)
+                            prefetch_factor=4 if workers else None, worker_init_fn=follow_parent if workers else None)
         batches = 0
         pending: deque = deque()
         with image_progress("localizing", len(todo), progress) as advance:

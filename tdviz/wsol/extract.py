@@ -18,39 +18,12 @@ import cv2
 import numpy as np
 
 from ..errors import TdvizError
+from ..processes import watch_parent
 from .boxes import largest_component_box, resize_boxes_wsol, wsol_best_ious, wsol_scoremap
 from .metrics import CamProtocolMeter, PxAPMeter, load_gt_mask
 from .saved_maps import save_image_maps
 
-__all__ = ["extract_chunk", "image_entry", "init_worker", "watch_parent"]
-
-
-def watch_parent(parent_pid: int, interval: float = 0.5) -> None:
-    """End this process as soon as ``parent_pid`` is gone (killed, even by SIGKILL, or exited):
-    Linux's parent-death signal when available, and a thread that polls the parent otherwise."""
-    import os
-    import threading
-
-    try:
-        import ctypes
-        import signal
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() != parent_pid:  # the parent died before the signal was armed
-        os._exit(0)
-
-    def poll() -> None:
-        import time
-
-        while True:
-            time.sleep(interval)
-            if os.getppid() != parent_pid:
-                os._exit(0)
-
-    threading.Thread(target=poll, name="tdviz-parent-watch", daemon=True).start()
+__all__ = ["extract_chunk", "image_entry", "init_worker"]
 
 
 def init_worker(parent_pid: int | None = None) -> None:
