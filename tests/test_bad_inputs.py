@@ -217,3 +217,13 @@ def test_disk_full_midway_keeps_the_finished_batches(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads((out / "results.json").read_text())["models"] == \
         json.loads((tmp_path / "clean" / "results.json").read_text())["models"]
+
+
+def test_coco_image_size_beyond_float(split, tmp_path):
+    """Found by the long fuzz: a 400-digit width overflowed float()."""
+    coco = json.loads((split / "instances_val.json").read_text())
+    coco["images"][0]["width"] = 10 ** 400
+    path = tmp_path / "wide.json"
+    path.write_text(json.dumps(coco))
+    samples, _ = read_coco(path, split)
+    assert len(samples) == 12 and samples[0].width == 224  # the image's own size

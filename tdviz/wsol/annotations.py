@@ -339,8 +339,8 @@ def _is_int(value) -> bool:
 
 def _size(text) -> int | None:
     """An image side from an annotation: a whole number of pixels in 1..10^6, else ``None``."""
-    value = _number(text) if not isinstance(text, (int, float)) or isinstance(text, bool) else float(text)
-    if isinstance(text, bool) or not math.isfinite(value) or value != int(value) or not 0 < value <= 1_000_000:
+    value = _number(text)  # NaN for text that is no number, and for a number beyond float
+    if not math.isfinite(value) or value != int(value) or not 0 < value <= 1_000_000:
         return None
     return int(value)
 
