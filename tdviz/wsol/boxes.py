@@ -72,6 +72,8 @@ __all__ = [
     "largest_component_box",
     "resize_boxes_wsol",
     "wsol_best_ious",
+    "wsol_best_ious_batch",
+    "wsol_best_ious_opencv",
     "wsol_boxes",
     "wsol_quantize",
     "wsol_scoremap",
@@ -339,9 +341,47 @@ def wsol_best_ious(scoremap: np.ndarray, gt_boxes, thresholds: Sequence[float] |
 
     Returns ``(v1, v2)``, two float64 [T] arrays: the IoU of the largest contour's box with its
     best-matching GT box, and the best IoU over every contour box x every GT box (wsolevaluation's
-    ``multi_contour_eval``). Both come from one ``findContours`` per distinct mask and a single
-    IoU computation. With no GT box both are NaN (not measurable; meters do not count them).
+    ``multi_contour_eval``). With no GT box both are NaN (not measurable; meters do not count
+    them). Computed from component trees in compiled code (:mod:`tdviz.wsol.native`) when it is
+    available, else by :func:`wsol_best_ious_opencv`; the two are equal (tested).
     """
+    v1, v2 = wsol_best_ious_batch(np.asarray(scoremap, np.float64)[None], [gt_boxes], thresholds, box_convention)
+    return v1[0], v2[0]
+
+
+def wsol_best_ious_batch(scoremaps: np.ndarray, gt_boxes: Sequence, thresholds=None,
+                         box_convention: str = "wsolevaluation") -> tuple[np.ndarray, np.ndarray]:
+    """:func:`wsol_best_ious` of many score maps [N, H, W] at once (one call into the compiled
+    trees); ``gt_boxes`` has one [K, 4] array per map. Returns (v1, v2), each float64 [N, T]."""
+    from . import native
+
+    inclusive = _check_convention(box_convention)
+    taus = cam_threshold_grid() if thresholds is None else np.asarray(thresholds, dtype=np.float64)
+    maps = np.asarray(scoremaps, np.float64)
+    n = len(maps)
+    gts = [_as_boxes(g) for g in gt_boxes]
+    v1 = np.full((n, len(taus)), np.nan)
+    v2 = np.full((n, len(taus)), np.nan)
+    rows = [i for i in range(n) if len(gts[i])]
+    if not rows:
+        return v1, v2
+    q = np.stack([wsol_quantize(maps[i]) for i in rows])
+    cuts = (taus[None, :] * q.reshape(len(rows), -1).max(axis=1)[:, None].astype(np.float64)).astype(np.int64)
+    if len(taus) and (np.diff(cuts, axis=1) >= 0).all():
+        found = native.best_ious(q, cuts, [gts[i] for i in rows], inclusive)
+        if found is not None:
+            v1[rows], v2[rows] = found
+            return v1, v2
+    for k, i in enumerate(rows):  # no compiled trees (or an unsorted grid): OpenCV's contours
+        v1[i], v2[i] = wsol_best_ious_opencv(maps[i], gts[i], taus, box_convention)
+    return v1, v2
+
+
+def wsol_best_ious_opencv(scoremap: np.ndarray, gt_boxes, thresholds: Sequence[float] | np.ndarray | None = None,
+                          box_convention: str = "wsolevaluation") -> tuple[np.ndarray, np.ndarray]:
+    """:func:`wsol_best_ious` by ``cv2.findContours`` on each distinct mask (the reference path,
+    and the fallback without a C compiler): one contour pass per distinct mask and one IoU
+    computation serve v1 and V2."""
     gt = _as_boxes(gt_boxes)
     if len(gt) == 0:
         n = len(cam_threshold_grid() if thresholds is None else np.asarray(thresholds))

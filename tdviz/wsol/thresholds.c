@@ -1,0 +1,465 @@
+/* wsolevaluation's boxes at every threshold of a quantized score map, from component trees.
+ *
+ * For a uint8 map q and a cut c, wsolevaluation's mask is {q > c} and its boxes are those of every
+ * contour cv2.findContours(RETR_TREE) finds: the box of each 8-connected foreground component and,
+ * for each hole (a 4-connected background component that does not reach the image border), the
+ * hole's extent grown by one pixel on every side. MaxBoxAcc (v1) keeps the contour of largest
+ * cv2.contourArea; that is always the outer contour of a component that lies in no hole (a hole's
+ * or an island's polygon lies inside its component's), among those the first in OpenCV's list
+ * (whose top-level contours come in descending raster order of their first pixel), and its area is
+ * (W4 + W3 / 2) of the component with its holes filled, W4 and W3 counting the 2x2 pixel windows
+ * with 4 and 3 of their pixels in it.
+ *
+ * Components at successive cuts nest, so three trees built once per map give every cut's boxes:
+ * the max-tree of q (8-connected foreground components), the min-tree of q (4-connected background
+ * components; those without a border pixel are the holes) and the max-tree of s, the map with its
+ * holes filled (s = the lowest level at which a pixel joins the background that reaches the
+ * border), whose components are the top-level components with their holes filled. Each tree is
+ * built by flooding from one pixel with a 256-level boundary heap and a stack of open components
+ * (Nister & Stewenius, "Linear time maximally stable extremal regions", ECCV 2008), which carries
+ * each component's box, first pixel, border contact and window count as it grows.
+ *
+ * IoUs use the inclusive "+1" formula in double precision with the operations of numpy's
+ * tdviz.wsol.boxes.box_iou, so the results are bit-identical to it (compile without
+ * floating-point contraction).
+ */
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* an open component while flooding, and a finished tree node */
+typedef struct {
+    int32_t x0, y0, x1, y1, first;
+    int32_t level;
+    int64_t count;
+    uint8_t border;
+} Comp;
+
+typedef struct {
+    int32_t x0, y0, x1, y1, first;
+    int32_t level, parent_level; /* the component of {v <= t} for level <= t < parent_level */
+    int64_t count;
+    uint8_t border;
+} Node;
+
+static const int DX4[4] = {1, 0, -1, 0};
+static const int DY4[4] = {0, 1, 0, -1};
+
+static inline void comp_init(Comp *c, int level) {
+    c->x0 = c->y0 = 1 << 30;
+    c->x1 = c->y1 = -1;
+    c->first = 1 << 30;
+    c->level = level;
+    c->count = 0;
+    c->border = 0;
+}
+
+static inline void comp_merge(Comp *a, const Comp *b, int lowest) {
+    if (b->x0 < a->x0) a->x0 = b->x0;
+    if (b->y0 < a->y0) a->y0 = b->y0;
+    if (b->x1 > a->x1) a->x1 = b->x1;
+    if (b->y1 > a->y1) a->y1 = b->y1;
+    if (b->first < a->first) a->first = b->first;
+    a->border |= b->border;
+    if (lowest) {
+        if (b->count < a->count) a->count = b->count;
+    } else {
+        a->count += b->count;
+    }
+}
+
+static inline void emit(Node *out, int *n_out, const Comp *c, int parent_level, int unused) {
+    (void)unused;
+    Node *o = &out[(*n_out)++];
+    o->x0 = c->x0; o->y0 = c->y0; o->x1 = c->x1; o->y1 = c->y1; o->first = c->first;
+    o->level = c->level;
+    o->parent_level = parent_level;
+    o->count = c->count;
+    o->border = c->border;
+}
+
+typedef struct {
+    int H, W, WP;          /* image size, padded row length */
+    int32_t *next;         /* boundary heap: one linked stack per level (padded indices) */
+    uint8_t *edge;         /* next neighbour to look at, per padded pixel */
+    uint8_t *seen;         /* padded; the one-pixel frame is always seen */
+    uint8_t *vp;           /* the image being flooded, padded */
+    int16_t *xs, *ys;      /* image coordinates of a padded index */
+    Comp *stack;           /* 257 open components at most (one per level + a sentinel) */
+} Flood;
+
+static int flood_alloc(Flood *f, int H, int W) {
+    const int np = (H + 2) * (W + 2);
+    f->H = H;
+    f->W = W;
+    f->WP = W + 2;
+    f->next = malloc(sizeof(int32_t) * np);
+    f->edge = malloc((size_t)np);
+    f->seen = malloc((size_t)np);
+    f->vp = calloc((size_t)np, 1);
+    f->xs = malloc(sizeof(int16_t) * np);
+    f->ys = malloc(sizeof(int16_t) * np);
+    f->stack = malloc(sizeof(Comp) * 258);
+    if (!f->next || !f->edge || !f->seen || !f->vp || !f->xs || !f->ys || !f->stack) return 0;
+    for (int y = 0; y < H + 2; y++)
+        for (int x = 0; x < W + 2; x++) {
+            f->xs[y * (W + 2) + x] = (int16_t)(x - 1);
+            f->ys[y * (W + 2) + x] = (int16_t)(y - 1);
+        }
+    return 1;
+}
+
+static void flood_free(Flood *f) {
+    free(f->next); free(f->edge); free(f->seen); free(f->vp); free(f->xs); free(f->ys); free(f->stack);
+}
+
+/* The min-tree of v (components of {v <= t}, 4- or 8-connected) as a list of nodes; own[p] (or
+ * nothing) is summed into each node's count. With a domain, only the pixels where domain[p] is
+ * set take part (a forest: one tree per connected part) and each node's count is the lowest
+ * extra[p] of its pixels instead. Returns the number of nodes. */
+static int min_tree(const uint8_t *v, const int64_t *own, int conn8, Flood *f, Node *out, const uint8_t *domain,
+                    const uint8_t *extra) {
+    const int H = f->H, W = f->W, WP = f->WP, nn = conn8 ? 8 : 4;
+    const int off8[8] = {1, WP + 1, WP, WP - 1, -1, -WP - 1, -WP, -WP + 1};
+    const int off4[4] = {1, WP, -1, -WP};
+    const int *off = conn8 ? off8 : off4;
+    uint8_t *seen = f->seen, *edge = f->edge, *vp = f->vp;
+    const int16_t *xs = f->xs, *ys = f->ys;
+    int32_t *next = f->next;
+    int32_t head[256];
+    for (int k = 0; k < 256; k++) head[k] = -1;
+    memset(seen, 1, (size_t)WP);
+    memset(seen + (size_t)(H + 1) * WP, 1, (size_t)WP);
+    for (int y = 0; y < H; y++) {
+        uint8_t *row = seen + (size_t)(y + 1) * WP;
+        row[0] = row[W + 1] = 1;
+        if (domain) {
+            for (int x = 0; x < W; x++) row[x + 1] = !domain[y * W + x];
+        } else {
+            memset(row + 1, 0, (size_t)W);
+        }
+        memcpy(vp + (size_t)(y + 1) * WP + 1, v + (size_t)y * W, (size_t)W);
+    }
+    memset(edge, 0, (size_t)(H + 2) * WP);
+    int n_out = 0, top = 1, low = 256;
+    Comp *stack = f->stack;
+    int32_t cur = -1, seed = WP; /* seeds: the unseen pixels in raster order */
+next_tree:
+    while (++seed < (H + 1) * WP && seen[seed]) {}
+    if (seed >= (H + 1) * WP) return n_out;
+    cur = seed;
+    top = 1;
+    low = 256;
+    comp_init(&stack[0], 256); /* sentinel */
+    comp_init(&stack[1], vp[cur]);
+    if (extra) stack[0].count = stack[1].count = 1 << 30;
+    seen[cur] = 1;
+    for (;;) {
+        const int lv = vp[cur];
+        int moved = 0;
+        for (int e = edge[cur]; e < nn; e++) {
+            const int32_t q = cur + off[e];
+            if (seen[q]) continue;
+            seen[q] = 1;
+            const int lq = vp[q];
+            if (lq < lv) { /* go down first: cur waits in the heap, q opens a component */
+                edge[cur] = (uint8_t)(e + 1);
+                next[cur] = head[lv];
+                head[lv] = cur;
+                if (lv < low) low = lv;
+                cur = q;
+                comp_init(&stack[++top], lq);
+                if (extra) stack[top].count = 1 << 30;
+                moved = 1;
+                break;
+            }
+            next[q] = head[lq];
+            head[lq] = q;
+            if (lq < low) low = lq;
+        }
+        if (moved) continue;
+        Comp *c = &stack[top];
+        const int x = xs[cur], y = ys[cur], p = y * W + x;
+        if (x < c->x0) c->x0 = x;
+        if (x > c->x1) c->x1 = x;
+        if (y < c->y0) c->y0 = y;
+        if (y > c->y1) c->y1 = y;
+        if (p < c->first) c->first = p;
+        c->border |= (x == 0 || y == 0 || x == W - 1 || y == H - 1);
+        if (extra) {
+            if (extra[p] < c->count) c->count = extra[p];
+        } else if (own) {
+            c->count += own[p];
+        }
+        while (low < 256 && head[low] < 0) low++;
+        if (low >= 256) { /* every pixel of this part is in: close the open components */
+            while (top > 1) {
+                emit(out, &n_out, &stack[top], stack[top - 1].level, extra != NULL);
+                comp_merge(&stack[top - 1], &stack[top], extra != NULL);
+                top--;
+            }
+            emit(out, &n_out, &stack[1], 256, extra != NULL);
+            goto next_tree;
+        }
+        cur = head[low];
+        head[low] = next[cur];
+        const int nl = vp[cur];
+        while (nl > stack[top].level) { /* components below nl are finished */
+            Comp done = stack[top--];
+            if (nl < stack[top].level) { /* the next one starts above nl: open one at nl */
+                emit(out, &n_out, &done, nl, extra != NULL);
+                comp_init(&stack[++top], nl);
+                if (extra) stack[top].count = 1 << 30;
+                comp_merge(&stack[top], &done, extra != NULL);
+                break;
+            }
+            emit(out, &n_out, &done, stack[top].level, extra != NULL);
+            comp_merge(&stack[top], &done, extra != NULL);
+        }
+    }
+}
+
+/* s: the lowest level at which each pixel is 4-connected to the border through pixels <= it */
+static void fill_holes(const uint8_t *q, int H, int W, uint8_t *s, int32_t *next, uint8_t *seen) {
+    const int n = H * W;
+    int32_t head[256], tail[256];
+    for (int k = 0; k < 256; k++) head[k] = tail[k] = -1;
+    memset(seen, 0, (size_t)n);
+#define PUSH(P, L)                                                     \
+    do {                                                               \
+        next[P] = -1;                                                  \
+        if (tail[L] < 0) head[L] = (P); else next[tail[L]] = (P);     \
+        tail[L] = (P);                                                 \
+    } while (0)
+    for (int p = 0; p < n; p++) {
+        const int y = p / W, x = p - y * W;
+        if (x == 0 || y == 0 || x == W - 1 || y == H - 1) {
+            s[p] = q[p];
+            seen[p] = 1;
+            PUSH(p, q[p]);
+        }
+    }
+    for (int level = 0; level < 256; level++) {
+        while (head[level] >= 0) {
+            const int32_t p = head[level];
+            head[level] = next[p];
+            if (head[level] < 0) tail[level] = -1;
+            const int y = p / W, x = p - y * W;
+            for (int j = 0; j < 4; j++) {
+                const int xx = x + DX4[j], yy = y + DY4[j];
+                if (xx < 0 || yy < 0 || xx >= W || yy >= H) continue;
+                const int32_t r = yy * W + xx;
+                if (seen[r]) continue;
+                seen[r] = 1;
+                s[r] = q[r] > level ? q[r] : (uint8_t)level;
+                PUSH(r, s[r]);
+            }
+        }
+    }
+#undef PUSH
+}
+
+static double iou_max(double x0, double y0, double x1, double y1, const double *gt, int n_gt) {
+    double best = 0.0;
+    const double area_a = (x1 - x0 + 1) * (y1 - y0 + 1);
+    for (int g = 0; g < n_gt; g++) {
+        const double *b = gt + 4 * g;
+        const double ix0 = x0 > b[0] ? x0 : b[0], iy0 = y0 > b[1] ? y0 : b[1];
+        const double ix1 = x1 < b[2] ? x1 : b[2], iy1 = y1 < b[3] ? y1 : b[3];
+        double w = ix1 - ix0 + 1, h = iy1 - iy0 + 1;
+        w = w > 0.0 ? w : 0.0;
+        h = h > 0.0 ? h : 0.0;
+        const double inter = w * h;
+        const double area_b = (b[2] - b[0] + 1) * (b[3] - b[1] + 1);
+        const double uni = area_a + area_b - inter;
+        const double iou = uni > 0 ? inter / uni : 0.0;
+        if (iou > best) best = iou;
+    }
+    return best;
+}
+
+typedef struct {
+    int H, W, n_cuts;
+    Flood flood;
+    Node *nodes;
+    uint8_t *seen;
+    int32_t *next;
+    uint8_t *inv, *s, *rq;
+    int64_t *own;
+    int32_t *best_first, *best_node;
+    int64_t *best_area;
+} Workspace;
+
+void tdviz_wsol_workspace_free(void *ptr) {
+    Workspace *w = ptr;
+    if (!w) return;
+    flood_free(&w->flood);
+    free(w->nodes); free(w->seen); free(w->next); free(w->inv); free(w->s); free(w->rq); free(w->own);
+    free(w->best_first); free(w->best_node); free(w->best_area);
+    free(w);
+}
+
+/* Buffers for maps of H x W pixels and n_cuts cuts, reused across calls (one per thread). */
+void *tdviz_wsol_workspace(int H, int W, int n_cuts) {
+    const int n = H * W;
+    if (H <= 0 || W <= 0 || n_cuts <= 0) return NULL;
+    Workspace *w = calloc(1, sizeof(Workspace));
+    if (!w) return NULL;
+    w->H = H;
+    w->W = W;
+    w->n_cuts = n_cuts;
+    const int ok = flood_alloc(&w->flood, H, W);
+    w->seen = malloc((size_t)n);
+    w->next = malloc(sizeof(int32_t) * n);
+    w->nodes = malloc(sizeof(Node) * n);
+    w->inv = malloc((size_t)n);
+    w->s = malloc((size_t)n);
+    w->rq = malloc((size_t)n);
+    w->own = malloc(sizeof(int64_t) * n);
+    w->best_first = malloc(sizeof(int32_t) * n_cuts);
+    w->best_node = malloc(sizeof(int32_t) * n_cuts);
+    w->best_area = malloc(sizeof(int64_t) * n_cuts);
+    if (!ok || !w->seen || !w->next || !w->nodes || !w->inv || !w->s || !w->rq || !w->own || !w->best_first || !w->best_node ||
+        !w->best_area) {
+        tdviz_wsol_workspace_free(w);
+        return NULL;
+    }
+    return w;
+}
+
+static inline double right_edge(int x1, int grow, int size, int inclusive) {
+    /* boundingRect's x + w is x1 + 1 (+ grow); wsolevaluation clips it to size - 1 */
+    if (inclusive) return x1 + grow;
+    return x1 + grow + 1 < size - 1 ? x1 + grow + 1 : size - 1;
+}
+
+/* For n_maps maps q [n_maps, H, W] with cuts [n_maps, n_cuts] (ascending; mask q > cut) and GT
+ * boxes gt[gt_start[m] .. gt_start[m + 1]) (inclusive [x0, y0, x1, y1] in the map frame): v1 and v2
+ * [n_maps, n_cuts], the best IoU of MaxBoxAcc's largest contour and of MaxBoxAccV2's contours.
+ * inclusive = 0: wsolevaluation's boxes (x1 = min(x + w, W - 1)); 1: x1 = x + w - 1.
+ * ws: a workspace for H x W maps and n_cuts cuts. Returns 0, or -1 for another workspace size. */
+int tdviz_wsol_best_ious(void *ws, const uint8_t *maps, int n_maps, int H, int W, const int32_t *cuts,
+                         int n_cuts, const double *gt, const int64_t *gt_start, int inclusive, double *v1,
+                         double *v2) {
+    Workspace *w = ws;
+    const int n = H * W;
+    if (!w || H != w->H || W != w->W || n_cuts > w->n_cuts) return -1;
+    int first_ge[257];
+    for (int m = 0; m < n_maps; m++) {
+        const uint8_t *q0 = maps + (size_t)m * n;
+        const int32_t *cut = cuts + (size_t)m * n_cuts;
+        const double *g = gt + 4 * gt_start[m];
+        const int n_gt = (int)(gt_start[m + 1] - gt_start[m]);
+        double *o1 = v1 + (size_t)m * n_cuts, *o2 = v2 + (size_t)m * n_cuts;
+        /* Only the cuts matter: level v becomes r = the number of distinct cuts below v, so that
+         * q > cut_j exactly when r > j' (j' = cut_j's rank among the distinct cuts), and the trees
+         * have at most n_cuts + 1 levels. first_ge[L]: the first cut of rank >= L. */
+        uint8_t lut[256];
+        {
+            int rank = 0, i = 0;
+            for (int v = 0; v < 256; v++) {
+                while (i < n_cuts && cut[i] < v) { /* cut[i] < v: v is above this cut */
+                    if (i == 0 || cut[i] != cut[i - 1]) rank++;
+                    i++;
+                }
+                lut[v] = (uint8_t)rank;
+            }
+            int level = 0;
+            for (int c = 0; c < n_cuts; c++) {
+                const int r = c == 0 ? 0 : level + (cut[c] != cut[c - 1]);
+                while (level < r) first_ge[++level] = c;
+                if (c == 0) first_ge[0] = 0;
+                level = r;
+            }
+            for (int L = level + 1; L <= 256; L++) first_ge[L] = n_cuts;
+        }
+        /* no contour (empty mask): wsolevaluation's placeholder box [0, 0, 0, 0] */
+        const double none = iou_max(0, 0, 0, 0, g, n_gt);
+        for (int i = 0; i < n_cuts; i++) {
+            o1[i] = none;
+            o2[i] = -1.0;
+            w->best_area[i] = -1;
+            w->best_first[i] = -1;
+            w->best_node[i] = -1;
+        }
+        /* s fills the holes; without a hole (s == q) the filled components are the components */
+        fill_holes(q0, H, W, w->s, w->next, w->seen);
+        const int holes = memcmp(w->s, q0, (size_t)n) != 0;
+        uint8_t *s = w->s, *q = w->rq;
+        for (int p = 0; p < n; p++) {
+            q[p] = lut[q0[p]];
+            s[p] = lut[s[p]];
+        }
+        /* window counts of the filled map: the two lowest pixels of each 2x2 window count one each */
+        memset(w->own, 0, sizeof(int64_t) * n);
+        for (int y = 0; y + 1 < H; y++) {
+            for (int x = 0; x + 1 < W; x++) {
+                int32_t px[4] = {y * W + x, y * W + x + 1, (y + 1) * W + x, (y + 1) * W + x + 1};
+                for (int a = 0; a < 2; a++) {
+                    int lowest = a;
+                    for (int b = a + 1; b < 4; b++) if (s[px[b]] < s[px[lowest]]) lowest = b;
+                    const int32_t tmp = px[a];
+                    px[a] = px[lowest];
+                    px[lowest] = tmp;
+                    w->own[px[a]] += 1;
+                }
+            }
+        }
+        /* foreground components {q > c}: the min-tree of 255 - q; a node of level L' and parent
+         * level P' is the component for the cuts 255 - P' <= c < 255 - L' */
+        for (int p = 0; p < n; p++) w->inv[p] = (uint8_t)(255 - q[p]);
+        int k = min_tree(w->inv, holes ? NULL : w->own, 1, &w->flood, w->nodes, NULL, NULL);
+        for (int i = 0; i < k; i++) {
+            const Node *a = &w->nodes[i];
+            const int from = 255 - a->parent_level, to = 255 - a->level;
+            const int lo = first_ge[from < 0 ? 0 : from], hi = first_ge[to];
+            if (lo >= hi) continue;
+            const double iou = iou_max(a->x0, a->y0, right_edge(a->x1, 0, W, inclusive),
+                                       right_edge(a->y1, 0, H, inclusive), g, n_gt);
+            for (int c = lo; c < hi; c++) if (iou > o2[c]) o2[c] = iou;
+        }
+        if (holes) {
+            /* the holes: background components {q <= c} that do not reach the border. A pixel is in
+             * one at cut c when q <= c < s, so they are the components of {q <= c} within
+             * {q < s} (4-connected) for the cuts below the lowest s of their pixels */
+            for (int p = 0; p < n; p++) w->seen[p] = s[p] > q[p];  /* the same pixels as for q0 */
+            k = min_tree(q, NULL, 0, &w->flood, w->nodes, w->seen, s);
+            for (int i = 0; i < k; i++) {
+                const Node *a = &w->nodes[i];
+                const int until = a->parent_level < a->count ? a->parent_level : (int)a->count;
+                const int lo = first_ge[a->level], hi = first_ge[until];
+                if (lo >= hi) continue;
+                const double iou = iou_max(a->x0 - 1, a->y0 - 1, right_edge(a->x1, 1, W, inclusive),
+                                           right_edge(a->y1, 1, H, inclusive), g, n_gt);
+                for (int c = lo; c < hi; c++) if (iou > o2[c]) o2[c] = iou;
+            }
+            /* and the filled components, for v1 */
+            for (int p = 0; p < n; p++) w->inv[p] = (uint8_t)(255 - s[p]);
+            k = min_tree(w->inv, w->own, 1, &w->flood, w->nodes, NULL, NULL);
+        }
+        /* v1: the filled top-level component of largest window area (ties: the last first pixel) */
+        for (int i = 0; i < k; i++) {
+            const Node *a = &w->nodes[i];
+            const int from = 255 - a->parent_level, to = 255 - a->level;
+            const int lo = first_ge[from < 0 ? 0 : from], hi = first_ge[to];
+            for (int c = lo; c < hi; c++) {
+                if (a->count > w->best_area[c] || (a->count == w->best_area[c] && a->first > w->best_first[c])) {
+                    w->best_area[c] = a->count;
+                    w->best_first[c] = a->first;
+                    w->best_node[c] = i;
+                }
+            }
+        }
+        for (int c = 0; c < n_cuts; c++) {
+            if (w->best_node[c] < 0) { /* nothing above the cut */
+                o2[c] = none;
+                continue;
+            }
+            const Node *a = &w->nodes[w->best_node[c]];
+            o1[c] = iou_max(a->x0, a->y0, right_edge(a->x1, 0, W, inclusive), right_edge(a->y1, 0, H, inclusive),
+                            g, n_gt);
+        }
+    }
+    return 0;
+}
