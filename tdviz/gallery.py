@@ -332,13 +332,13 @@ def demo_gallery(
     """A gallery of the whole demo zoo (or ``models``) on the first ``n`` images of the cached
     demo validation split, with the split's GT boxes.
     """
+    from .datasets import demo_class_index, load_dataset
     from .demo import make_demo_split
     from .models.demo_zoo import DEMO_MODELS, load_demo_model
-    from .wsol.annotations import demo_class_index, load_wsol_dataset
 
     out_dir = Path(out_dir)
     split = make_demo_split(n=n, seed=seed, two_objects=two_objects, workers=1)
-    data = load_wsol_dataset(
+    data = load_dataset(
         split / "boxes_xml",
         images_root=split / "images",
         class_index=demo_class_index(),
