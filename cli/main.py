@@ -177,13 +177,18 @@ def wsol(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run that --out already holds."),
     save_maps: str = typer.Option(None, "--save-maps", help="Folder to keep every image's per-step maps (npz)."),
     device: str = typer.Option(None, help="cuda or cpu (default: cuda when there is a GPU)."),
+    decode: str = typer.Option("auto", help="Where JPEGs are decoded: gpu (nvJPEG), cpu, or auto (the GPU when the "
+                               "models are on one)."),
+    precision: str = typer.Option("fp32", help="fp32, or bf16 (autocast and channels-last; faster on a GPU)."),
+    metric: list[str] = typer.Option(None, "--metric", help="A metric beyond the default ones (e.g. gt_known_iou: "
+                                     "GT-known loc at IoU 30/50/70)."),
     shard: str = typer.Option(None, help="I/N: evaluate every N-th image from the I-th into OUT/shard-I-of-N; "
                               "the last shard to finish merges (default under torchrun: RANK/WORLD_SIZE)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Weakly-supervised localization per model and per step: the paper's Table 3 and wsolevaluation's metrics."""
+    from tdviz.datasets import load_dataset
     from tdviz.loading import resolve_models
-    from tdviz.wsol.annotations import load_wsol_dataset
     from tdviz.wsol.evaluate import PROTOCOLS, WsolConfig, demo_wsol_dataset, run_wsol
 
     protocols = tuple(protocol or PROTOCOLS)
@@ -211,9 +216,9 @@ def wsol(
     elif boxes is None:
         raise TdvizError("--data needs --boxes (an XML folder, LOC_val_solution.csv, wsolevaluation metadata or COCO json).")
     else:
-        dataset = load_wsol_dataset(boxes, images_root=data)
+        dataset = load_dataset(boxes, images_root=data)
     cfg = WsolConfig(protocols=protocols, topk=topk, cam_ratio=cam_ratio, method=method, batch_size=batch_size,
-                     limit=limit)
+                     limit=limit, metrics=tuple(metric or ()), decode=decode, precision=precision)
     results = run_wsol(nets, dataset, out, cfg, resume=resume, save_maps=save_maps, workers=workers,
                        progress=not as_json, box_workers=box_workers, shard=parts, overwrite=overwrite)
     if results.get("merged") is False:
@@ -224,8 +229,11 @@ def wsol(
     if as_json:
         print(json.dumps(results, indent=2))
         return
-    cols = [("top1_loc", "top-1 loc"), ("top5_loc", "top-5 loc"), ("gt_known_loc", "GT-known loc"),
-            ("maxboxacc_v2", "MaxBoxAccV2"), ("pxap", "PxAP"), ("top1_cls", "top-1 cls")]
+    from tdviz.wsol.metrics import METRICS
+
+    shown = {"top1_loc", "top5_loc", "gt_known_loc", "maxboxacc_v2", "pxap", "top1_cls"}
+    cols = [c for spec in METRICS.values() if spec.default or spec.name in (metric or ())
+            for c in spec.columns if c[0] in shown or not spec.default]
     table = Table(title=f"WSOL, {results['images']} images (%; step 'mc' = most confident step)")
     table.add_column("model")
     table.add_column("step")
@@ -342,18 +350,18 @@ def shift(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Attention shift: which object each computation step's map localizes, on multi-object images."""
+    from tdviz.datasets import demo_class_index, load_dataset
     from tdviz.loading import resolve_models
     from tdviz.shift import run_shift
-    from tdviz.wsol.annotations import demo_class_index, load_wsol_dataset
 
     nets = resolve_models(model, weights).models
     if boxes is None:
         from tdviz.demo import make_demo_split
 
         split = make_demo_split(n=images, two_objects=True)
-        dataset = load_wsol_dataset(split / "boxes_xml", images_root=split / "images", class_index=demo_class_index())
+        dataset = load_dataset(split / "boxes_xml", images_root=split / "images", class_index=demo_class_index())
     else:
-        dataset = load_wsol_dataset(boxes, images_root=data)
+        dataset = load_dataset(boxes, images_root=data)
     stats, skipped = run_shift(nets, dataset.samples, progress=not as_json)
     payload = {"models": {n: s.to_dict() for n, s in stats.items()}, "skipped": dataset.problems + skipped}
     Path(out).mkdir(parents=True, exist_ok=True)

@@ -158,7 +158,10 @@ class Preprocess(InputFrame):
     def resized(self, image: np.ndarray) -> torch.Tensor:
         """RGB uint8 [H, W, 3] -> the resized (and cropped) uint8 [3, size, size], not normalized:
         a quarter of the float image's bytes to move between processes and to the GPU."""
-        t = torch.from_numpy(np.array(image, dtype=np.uint8, copy=True)).permute(2, 0, 1)
+        return self.resized_tensor(torch.from_numpy(np.array(image, dtype=np.uint8, copy=True)).permute(2, 0, 1))
+
+    def resized_tensor(self, t: torch.Tensor) -> torch.Tensor:
+        """:meth:`resized` of an RGB uint8 tensor [3, H, W] on any device (e.g. decoded on the GPU)."""
         if self.mode == "resize" and tuple(t.shape[1:]) == (self.size, self.size):
             return t.contiguous()  # already the input size: resizing would only cost time
         if self.mode == "resize":

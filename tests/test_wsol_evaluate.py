@@ -104,11 +104,11 @@ def test_box_worker_pool_gives_the_same_results(split, model, tmp_path):
 def test_boxes_labelled_on_the_device_equal_the_workers(split, model, tmp_path, monkeypatch):
     """On a GPU the Grad-CAM rule's components are labelled there; forced here on the CPU, the
     results and records equal those of the OpenCV path in the box workers."""
-    from tdviz.wsol import evaluate
+    from tdviz.wsol import pipeline
 
     data = SOURCES["xml"](split)
     workers = run_wsol({"td": model}, data, tmp_path / "cv2", WsolConfig(batch_size=8), workers=0, progress=False)
-    monkeypatch.setattr(evaluate, "_components_on_device", lambda device: True)
+    monkeypatch.setattr(pipeline, "_components_on_device", lambda device: True)
     device = run_wsol({"td": model}, data, tmp_path / "torch", WsolConfig(batch_size=8), workers=0, progress=False)
     assert device == workers
     assert (tmp_path / "torch" / "records.jsonl").read_text() == (tmp_path / "cv2" / "records.jsonl").read_text()

@@ -1,12 +1,16 @@
-"""Weakly-supervised localization: annotations, map -> box rules, and streaming metrics.
+"""Weakly-supervised localization: map -> box rules, metrics, and the `tdviz wsol` run.
 
-* :mod:`.annotations`: ILSVRC XML, Kaggle ``LOC_val_solution.csv``, clovaai/wsolevaluation
-  metadata, COCO json, ImageFolder and flat label lists -> :class:`WsolSample` records;
-  :func:`load_wsol_dataset` detects the format.
+* :mod:`tdviz.datasets` (re-exported here under the old names): ILSVRC XML, Kaggle
+  ``LOC_val_solution.csv``, clovaai/wsolevaluation metadata, COCO json, ImageFolder and flat label
+  lists -> :class:`~tdviz.datasets.Sample` records; :func:`load_wsol_dataset` detects the format.
 * :mod:`.boxes`: the Grad-CAM rule (:func:`cam_boxes`) and wsolevaluation's
-  (:func:`wsol_scoremap`, :func:`wsol_boxes`, :func:`wsol_best_ious`), and :func:`box_iou`.
-* :mod:`.metrics`: :class:`CamProtocolMeter` (top-1/top-5/GT-known loc), :class:`MaxBoxAccMeter`
-  (MaxBoxAcc, MaxBoxAccV2) and :class:`PxAPMeter`, resumable through ``to_state``/``from_state``.
+  (:func:`wsol_scoremap`, :func:`wsol_boxes`, :func:`wsol_best_ious`), and :func:`box_iou`;
+  :mod:`.native`: wsolevaluation's boxes at every threshold from component trees, in C.
+* :mod:`.metrics`: one meter protocol and a registry: :class:`CamProtocolMeter`,
+  :class:`MaxBoxAccMeter`, :class:`PxAPMeter`, :class:`GTKnownIoUMeter`.
+* :mod:`.streaming`: the same metrics on tensors, for a training loop (:class:`WsolMetrics`).
+* :mod:`.evaluate` (:func:`run_wsol`) and :mod:`.pipeline`: the run; :mod:`.shards`,
+  :mod:`.results`, :mod:`.runstate`, :mod:`.saved_maps`: its files.
 """
 from .annotations import (
     WsolDataset,
@@ -37,8 +41,10 @@ from .boxes import (
     wsol_scoremap,
 )
 from .metrics import (
+    METRICS,
     CamProtocolMeter,
     CamProtocolResult,
+    GTKnownIoUMeter,
     MaxBoxAccMeter,
     MaxBoxAccResult,
     PxAPMeter,
@@ -48,9 +54,11 @@ from .metrics import (
 )
 
 __all__ = [
+    "METRICS",
     "WSOL_SIZE",
     "CamProtocolMeter",
     "CamProtocolResult",
+    "GTKnownIoUMeter",
     "MaxBoxAccMeter",
     "MaxBoxAccResult",
     "PxAPMeter",

@@ -1,21 +1,44 @@
-"""Decoding for `tdviz wsol`: images read as stored, resized per preprocessing, batched in loader workers."""
+"""Decoding for `tdviz wsol` on the CPU: images read as stored, resized per preprocessing and
+stacked in DataLoader workers. (:mod:`tdviz.wsol.decode` does the same on the GPU.)"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
+from ..datasets import Sample
 from ..images import ImageError, Preprocess, read_image
-from .annotations import WsolSample
+from ..processes import follow_parent
 
-__all__ = ["_Images", "_collate", "_ramp_batches"]
+__all__ = ["Batch", "cpu_batches", "ramp_batches", "size_note"]
+
+
+@dataclass
+class Batch:
+    """A decoded batch: ``good`` (position in the run's list, (width, height) as decoded, a note on
+    the annotation's size or ``None``), ``bad`` (position, why the image could not be read) and
+    ``stacked``: preprocessing key -> the good images resized, uint8 [B, 3, S, S]."""
+
+    good: list[tuple[int, tuple[int, int, str | None]]]
+    bad: list[tuple[int, str]]
+    stacked: dict[str, torch.Tensor]
+
+
+def size_note(sample: Sample, width: int, height: int) -> str | None:
+    """A note when the annotations give another size than the decoded image's."""
+    if sample.width is not None and sample.height is not None and (sample.width, sample.height) != (width, height):
+        return (f"{sample.image_id}: the annotations give the image size {sample.width}x{sample.height} but "
+                f"{sample.path} is {width}x{height}; the file's own size is used")
+    return None
 
 
 class _Images(Dataset):
     """Decoded, resized uint8 images (normalized later, on the model's device), read as stored
     (no EXIF rotation), with a note when the annotation's image size is not the file's."""
 
-    def __init__(self, samples: list[WsolSample], preprocs: dict[str, Preprocess]):
+    def __init__(self, samples: list[Sample], preprocs: dict[str, Preprocess]):
         self.samples, self.preprocs = samples, preprocs
 
     def __len__(self):
@@ -28,24 +51,20 @@ class _Images(Dataset):
         except ImageError as exc:
             return i, None, str(exc)
         h, w = img.shape[:2]
-        note = None
-        if s.width is not None and s.height is not None and (s.width, s.height) != (w, h):
-            note = (f"{s.image_id}: the annotations give the image size {s.width}x{s.height} but {s.path} is "
-                    f"{w}x{h}; the file's own size is used")
-        return i, {k: p.resized(img) for k, p in self.preprocs.items()}, (w, h, note)
+        return i, {k: p.resized(img) for k, p in self.preprocs.items()}, (w, h, size_note(s, w, h))
 
 
-def _collate(batch):
+def _collate(batch) -> Batch:
     """Stack the readable images per preprocessing in the loader worker (shared memory), so the
     main process gets one tensor per protocol instead of copying 100+ images itself."""
     good = [(i, info) for i, tensors, info in batch if tensors is not None]
     bad = [(i, info) for i, tensors, info in batch if tensors is None]
     keys = next((t for _, t, _ in batch if t is not None), {})
     stacked = {k: torch.stack([t[k] for _, t, _ in batch if t is not None]) for k in keys}
-    return good, bad, stacked
+    return Batch(good, bad, stacked)
 
 
-def _ramp_batches(n: int, batch_size: int) -> list[list[int]]:
+def ramp_batches(n: int, batch_size: int) -> list[list[int]]:
     """Indices 0..n-1 in batches of ``batch_size``, the first ones smaller (1/8, 1/4, 1/2): each
     loader worker decodes a whole batch, so small first batches start the models and the box
     workers in a fraction of the time one full batch takes to decode."""
@@ -56,3 +75,10 @@ def _ramp_batches(n: int, batch_size: int) -> list[list[int]]:
         batches.append(list(range(start, min(start + size, n))))
         start += size
     return batches
+
+
+def cpu_batches(samples: list[Sample], preprocs: dict[str, Preprocess], batch_size: int, workers: int):
+    """:class:`Batch` es of ``samples`` decoded by ``workers`` DataLoader processes (0: here)."""
+    return DataLoader(_Images(samples, preprocs), batch_sampler=ramp_batches(len(samples), batch_size),
+                      num_workers=workers, collate_fn=_collate, pin_memory=torch.cuda.is_available(),
+                      prefetch_factor=4 if workers else None, worker_init_fn=follow_parent if workers else None)

@@ -1,9 +1,9 @@
 """The meters of a `tdviz wsol` run and what it reports from them: ``results.json`` and ``results.csv``.
 
 A run keeps, per model and per step (and ``"mc"``, the most confident step), one meter per metric
-kind. A metric that no image could give (no GT box, no mask) is left out of a row, never written
-as 0; every row carries the image counts behind its numbers (``n`` for classification,
-``n_boxes`` for the localization metrics, ``n_masks`` for PxAP).
+(:mod:`tdviz.wsol.metrics`). A metric that no image could give (no GT box, no mask) is left out of
+a row, never written as 0; every row carries the image counts behind its numbers (``n`` for
+classification, ``n_boxes`` for the localization metrics, ``n_masks`` for PxAP).
 """
 
 from __future__ import annotations
@@ -13,28 +13,27 @@ import io
 import json
 from pathlib import Path
 
-from .metrics import CamProtocolMeter, MaxBoxAccMeter, PxAPMeter
+import numpy as np
+
+from .metrics import METRICS, meter_from_state
 from .runstate import write_text_atomic
 
-__all__ = ["CSV_COLUMNS", "METER_KINDS", "add_rows", "make_meters", "meters_from_state", "meters_to_state", "results_of",
-           "write_results"]
-
-METER_KINDS = {"cam": CamProtocolMeter, "maxboxacc_v2": MaxBoxAccMeter, "maxboxacc": MaxBoxAccMeter, "pxap": PxAPMeter}
-CSV_COLUMNS = ["top1_cls", "top5_cls", "top1_loc", "top5_loc", "gt_known_loc", "maxboxacc_v2", "maxboxacc", "pxap"]
+__all__ = ["add_rows", "csv_columns", "meters_from_state", "meters_to_state", "results_of", "write_results"]
 
 
-def make_meters(protocols, topk: int, iou_threshold: float, masks: bool) -> dict:
-    """The meters of one model at one step: the cam protocol's, and wsolevaluation's (PxAP only
-    when some image has a mask)."""
-    m = {}
-    if "cam" in protocols:
-        m["cam"] = CamProtocolMeter(iou_threshold=iou_threshold, topk=topk)
-    if "wsol" in protocols:
-        m["maxboxacc_v2"] = MaxBoxAccMeter(deltas=(30, 50, 70), multi_contour=True)
-        m["maxboxacc"] = MaxBoxAccMeter(deltas=(50,), multi_contour=False)
-        if masks:
-            m["pxap"] = PxAPMeter()
-    return m
+def csv_columns(results: dict | None = None) -> list[str]:
+    """The metric columns of results.csv: every default metric's, and those of other metrics a
+    run measured, in registration order."""
+    present = set()
+    for steps in (results or {}).get("models", {}).values():
+        for row in steps.values():
+            present |= set(row)
+    cols = []
+    for spec in METRICS.values():
+        keys = [key for key, _ in spec.columns]
+        if spec.default or present & set(keys):
+            cols += keys
+    return cols
 
 
 def meters_to_state(meters: dict[str, dict[str, dict]]) -> dict:
@@ -44,29 +43,43 @@ def meters_to_state(meters: dict[str, dict[str, dict]]) -> dict:
 
 def meters_from_state(state_meters: dict) -> dict[str, dict[str, dict]]:
     """The meters saved by :func:`meters_to_state` (model -> step -> metric -> meter)."""
-    return {m: {s: {k: METER_KINDS[k].from_state(v) for k, v in ms.items()} for s, ms in steps.items()}
-            for m, steps in state_meters.items()}
+    out = {}
+    for model, steps in state_meters.items():
+        out[model] = {}
+        for step, ms in steps.items():
+            out[model][step] = {}
+            for key, state in ms.items():
+                meter = meter_from_state(state)
+                meter.name = key
+                out[model][step][key] = meter
+    return out
+
+
+def add_rows(model_meters: dict[str, dict], rows: dict[str, np.ndarray], mc) -> None:
+    """Add one chunk's rows (metric -> [N, T, ...], from :func:`tdviz.wsol.extract.extract_chunk`)
+    to a model's meters: every step's, and "mc" with each image's most confident step (index
+    ``mc`` [N])."""
+    mc = np.asarray(mc, np.int64)
+    picked = np.arange(len(mc))
+    steps = next(iter(rows.values())).shape[1] if rows else 0
+    for key in [str(t + 1) for t in range(steps)] + ["mc"]:
+        for name, r in rows.items():
+            meter = model_meters[key].get(name)
+            if meter is not None:
+                meter.add_rows(r[picked, mc] if key == "mc" else r[:, int(key) - 1])
 
 
 def _row(ms: dict) -> dict:
     row = {}
-    if "cam" in ms:
-        r = ms["cam"].result()
-        row.update(top1_cls=r.top1_cls, top5_cls=r.top5_cls, n=r.n)
-        if r.n_loc:
-            row.update(top1_loc=r.top1_loc, top5_loc=r.top5_loc, gt_known_loc=r.gt_known_loc, n_boxes=r.n_loc)
-    if "maxboxacc_v2" in ms and ms["maxboxacc_v2"].n:
-        r2, r1 = ms["maxboxacc_v2"].result(), ms["maxboxacc"].result()
-        row.update(maxboxacc_v2=r2.value, maxboxacc_v2_per_delta=r2.per_delta, maxboxacc=r1.value)
-        row.setdefault("n_boxes", r2.n)
-    if "pxap" in ms and ms["pxap"].n:
-        row.update(pxap=ms["pxap"].result().pxap, n_masks=ms["pxap"].n)
+    for meter in ms.values():
+        for key, value in meter.report().items():
+            row.setdefault(key, value)
     return row
 
 
-def results_of(meters: dict[str, dict[str, dict]], images: int, skipped: list[str], config: dict) -> dict:
+def results_of(meters: dict[str, dict[str, dict]], images: int, skipped: list, config: dict) -> dict:
     """results.json's content: every measured metric per model and step (and "mc")."""
-    out = {"images": images, "skipped": skipped, "config": config,
+    out = {"images": images, "skipped": [str(p) for p in skipped], "config": config,
            "models": {name: {step: _row(ms) for step, ms in steps.items()} for name, steps in meters.items()}}
     return json.loads(json.dumps(out, default=float))
 
@@ -74,32 +87,12 @@ def results_of(meters: dict[str, dict[str, dict]], images: int, skipped: list[st
 def write_results(out: Path, results: dict) -> None:
     """results.json and results.csv (two decimals; an unmeasured metric is an empty cell) in
     ``out``, each replaced atomically."""
+    cols = csv_columns(results)
     rows = io.StringIO()
     w = csv.writer(rows)
-    w.writerow(["model", "step"] + CSV_COLUMNS)
+    w.writerow(["model", "step"] + cols)
     for name, steps in results["models"].items():
         for step, row in steps.items():
-            w.writerow([name, step] + [("" if row.get(c) is None else f"{row[c]:.2f}") for c in CSV_COLUMNS])
+            w.writerow([name, step] + [("" if row.get(c) is None else f"{row[c]:.2f}") for c in cols])
     write_text_atomic(out / "results.json", json.dumps(results, indent=1))
     write_text_atomic(out / "results.csv", rows.getvalue())
-
-
-def add_rows(model_meters: dict[str, dict], arrays: dict, mc) -> None:
-    """Add one chunk's per-image rows ([N, T, ...] per quantity, from
-    :func:`tdviz.wsol.extract.extract_chunk`) to a model's meters: every step's, and "mc" with
-    each image's most confident step (index ``mc`` [N])."""
-    import numpy as np
-
-    mc = np.asarray(mc, np.int64)
-    rows = np.arange(len(mc))
-    steps = next(a for a in arrays.values() if a is not None).shape[1]
-    for key in [str(t + 1) for t in range(steps)] + ["mc"]:
-        pick = (lambda a: a[rows, mc]) if key == "mc" else (lambda a, t=int(key) - 1: a[:, t])
-        ms = model_meters[key]
-        if arrays["hits"] is not None:
-            ms["cam"].add_hits(pick(arrays["hits"]))
-        if arrays["v2"] is not None:
-            ms["maxboxacc_v2"].add_ious(pick(arrays["v2"]))
-            ms["maxboxacc"].add_ious(pick(arrays["v1"]))
-        if arrays["ht"] is not None and "pxap" in ms:
-            ms["pxap"].add_histograms(pick(arrays["ht"]), pick(arrays["hf"]))

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ..errors import TdvizError
 
-__all__ = ["OutputLock", "RunIdentity", "append_text", "dataset_fingerprint", "read_state", "run_identity", "write_json_atomic",
+__all__ = ["STATE_VERSION", "OutputLock", "RunIdentity", "RunProgress", "append_text", "dataset_fingerprint", "read_state", "run_identity", "write_json_atomic",
            "write_text_atomic"]
 
 #: what each option of the identity is called on the command line
@@ -180,11 +180,111 @@ class OutputLock:
 
 def run_identity(models: dict, dataset, config) -> RunIdentity:
     """The identity of evaluating ``models`` (label -> module) on ``dataset`` (all of it: ``limit``
-    and shards are not part of it) with ``config`` (a :class:`~tdviz.wsol.evaluate.WsolConfig`)."""
+    and shards are not part of it) with ``config`` (a :class:`~tdviz.wsol.config.WsolConfig`)."""
     from ..loading import state_digest
 
     annotations, images = dataset_fingerprint(dataset.samples, dataset.problems)
     devices = sorted({next(m.parameters()).device.type for m in models.values()})
     info = {label: {"name": getattr(m, "tdviz_name", type(m).__name__), "digest": state_digest(m)}
             for label, m in models.items()}
-    return RunIdentity(info, annotations, images, dict(config.identity_options(), device=",".join(devices)))
+    options = dict(config.identity_options("cuda" if "cuda" in devices else "cpu"), device=",".join(devices))
+    return RunIdentity(info, annotations, images, options)
+
+
+STATE_VERSION = 3
+
+
+class RunProgress:
+    """What a run has counted so far, kept in ``state.json`` next to ``records.jsonl``: the meters,
+    the images counted, the problems met (and the ids they cost) and the byte length of the records
+    the meters count. :meth:`start` begins or continues a run in ``out`` (see :class:`WsolRun`'s
+    rules for a folder that already holds one), :meth:`save` records a committed batch.
+
+    ``make_meters()`` builds one model's meters per step key; ``unfit`` are (image id, problem)
+    pairs skipped before any batch (labels a model cannot score).
+    """
+
+    def __init__(self, out: Path, identity: RunIdentity, config_dict: dict) -> None:
+        self.out, self.identity, self.config_dict = Path(out), identity, config_dict
+        self.state_file, self.records_file = self.out / "state.json", self.out / "records.jsonl"
+        self.meters: dict[str, dict[str, dict]] = {}
+        self.problems: list = []
+        self.skipped_ids: list[str] = []
+        self.done: set[str] = set()
+        self.images = 0
+        self.records_bytes = 0
+
+    def start(self, resume: bool, overwrite: bool, fresh_meters: dict, dataset_problems: list, unfit: list,
+              limit: int | None, kept_ids: set[str]) -> None:
+        """Continue the run in ``out`` (``resume``), or begin one where none is (``overwrite``
+        replaces one). ``fresh_meters``: model -> step -> metric -> meter for a new run."""
+        has_records = self.records_file.exists() and self.records_file.stat().st_size > 0
+        if resume and self.state_file.exists():
+            self._load(limit, kept_ids)
+            for f in (self.out / "results.json", self.out / "results.csv"):  # present only once finished
+                f.unlink(missing_ok=True)
+        elif resume and has_records:
+            raise TdvizError(f"--resume: {self.state_file} is missing, so the {self.records_file.name} beside it "
+                             "cannot be counted; keep that file and start a fresh --out (or pass --overwrite to "
+                             "replace it).")
+        elif (has_records or self.state_file.exists()) and not overwrite:
+            raise TdvizError(f"{str(self.out)!r} already holds a tdviz wsol run: pass --resume to continue it, "
+                             "--overwrite to replace it, or a fresh --out.")
+        else:
+            for f in (self.records_file, self.state_file, self.out / "results.json", self.out / "results.csv"):
+                f.unlink(missing_ok=True)
+            self.meters = fresh_meters
+            self.problems = list(dataset_problems)
+        self.skip(unfit)
+
+    def skip(self, problems: list[tuple[str, object]]) -> None:
+        """Record problems that each cost an image (by id), once per image."""
+        for image_id, problem in problems:
+            if image_id not in self.done:
+                self.problems.append(problem)
+                self.skipped_ids.append(image_id)
+                self.done.add(image_id)
+
+    def _load(self, limit: int | None, kept_ids: set[str]) -> None:
+        from ..datasets.records import Problem
+        from .results import meters_from_state
+
+        state = read_state(self.state_file)
+        if state.get("version") != STATE_VERSION:
+            raise TdvizError(f"--resume: {self.state_file} was written by another tdviz version; start a fresh --out.")
+        try:
+            saved = RunIdentity.from_dict(state["identity"])
+            self.meters = meters_from_state(state["meters"])
+            self.problems = [Problem.from_dict(p) if isinstance(p, dict) else p for p in state["problems"]]
+            self.skipped_ids = list(state["skipped_ids"])
+            self.records_bytes, self.images = int(state["records_bytes"]), int(state["images"])
+        except (KeyError, TypeError, ValueError, TdvizError) as exc:
+            raise TdvizError(f"--resume: {self.state_file} is damaged ({type(exc).__name__}: {exc}); start a fresh "
+                             "--out.") from None
+        diff = self.identity.differences(saved)
+        if diff:
+            raise TdvizError(f"--resume: the run in {str(self.out)!r} was made with other settings: "
+                             f"{'; '.join(diff)}. Resume with the same ones, or start a fresh --out.")
+        # records appended after the last saved state belong to a batch that was not counted: cut them
+        size = self.records_file.stat().st_size if self.records_file.exists() else 0
+        if size < self.records_bytes:
+            raise TdvizError(f"--resume: {self.records_file} is shorter than {self.state_file} records; "
+                             "the output folder was changed by hand: start a fresh --out.")
+        if size:
+            os.truncate(self.records_file, self.records_bytes)
+        kept = self.records_file.read_text().splitlines() if size else []
+        self.done = {json.loads(line)["image_id"] for line in kept} | set(self.skipped_ids)
+        if limit is not None and self.done - kept_ids - set(self.skipped_ids):
+            raise TdvizError(f"--resume: the run in {str(self.out)!r} counted more images than --limit {limit} "
+                             "keeps; resume with the same or a larger --limit.")
+
+    def save(self) -> None:
+        """state.json for what has been committed (atomically)."""
+        from .results import meters_to_state
+
+        write_json_atomic(self.state_file, {
+            "version": STATE_VERSION, "identity": self.identity.to_dict(), "config": self.config_dict,
+            "images": self.images, "problems": [p.to_dict() if hasattr(p, "to_dict") else str(p)
+                                                for p in self.problems],
+            "skipped_ids": self.skipped_ids, "records_bytes": self.records_bytes,
+            "meters": meters_to_state(self.meters)})

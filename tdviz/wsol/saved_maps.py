@@ -57,19 +57,20 @@ def map_file(folder: str | Path, model_label: str, image_id: str) -> Path:
     return Path(folder) / safe_name(model_label, "model") / f"{name}.npz"
 
 
-def save_image_maps(folder: str | Path, image: dict, part: dict, b: int, cam_boxes: np.ndarray | None) -> Path:
-    """Write image ``b`` of a chunk's model ``part`` (see :mod:`tdviz.wsol.extract`)."""
-    meta = dict(part["meta"], image_id=image["image_id"], width=image["width"], height=image["height"],
-                label=image["label"], steps=int(part["steps"]), version=FORMAT_VERSION)
-    arrays = {key: np.asarray(value[b], np.float32) for key, value in part["save"].items()}
-    arrays["most_confident"] = np.int64(part["mc"][b] + 1)
-    if part["class_ids"] is not None:
-        arrays["class_ids"] = np.asarray(part["class_ids"][b], np.int64)
-        arrays["scores"] = np.asarray(part["scores"][b], np.float32)
+def save_image_maps(folder: str | Path, image, part, b: int, cam_boxes: np.ndarray | None) -> Path:
+    """Write image ``b`` of a chunk's :class:`~tdviz.wsol.evidence.ModelPart` (``image`` its
+    :class:`~tdviz.wsol.evidence.ImageEntry`, ``cam_boxes`` its input-frame boxes [T, K+1, 4])."""
+    meta = dict(part.meta, image_id=image.image_id, width=image.width, height=image.height, label=image.label,
+                steps=int(part.steps), version=FORMAT_VERSION)
+    arrays = {key: np.asarray(value[b], np.float32) for key, value in (part.save or {}).items()}
+    arrays["most_confident"] = np.int64(part.mc[b] + 1)
+    if part.class_ids is not None:
+        arrays["class_ids"] = np.asarray(part.class_ids[b], np.int64)
+        arrays["scores"] = np.asarray(part.scores[b], np.float32)
         arrays["cam_boxes"] = np.asarray(cam_boxes, np.int64)
-    if part["wsol_raw"] is not None:
-        arrays["wsol_raw"] = np.asarray(part["wsol_raw"][b], np.float32)
-    path = map_file(folder, meta["model"], image["image_id"])
+    if part.wsol_raw is not None:
+        arrays["wsol_raw"] = np.asarray(part.wsol_raw[b], np.float32)
+    path = map_file(folder, meta["model"], image.image_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npz")
     try:
@@ -81,33 +82,36 @@ def save_image_maps(folder: str | Path, image: dict, part: dict, b: int, cam_box
     return path
 
 
-def _part(files: list[dict]) -> dict:
-    """A chunk's model part rebuilt from saved files (one dict of arrays per image)."""
+def _part(files: list[dict]):
+    """A chunk's :class:`~tdviz.wsol.evidence.ModelPart` rebuilt from saved files (one dict of
+    arrays per image)."""
     from ..geometry import InputFrame
+    from .evidence import ModelPart
 
     first = files[0]
     meta = json.loads(str(first["meta"]))
     frame = InputFrame(**meta["cam_preprocess"])
-    has_cam = "class_ids" in first
     stack = lambda key: np.stack([f[key] for f in files]) if key in first else None
-    return {"steps": int(meta["steps"]), "has_cam": has_cam, "pre": frame, "size": (frame.size, frame.size),
-            "mc": np.array([int(f["most_confident"]) - 1 for f in files]), "class_ids": stack("class_ids"),
-            "scores": stack("scores"), "cam_boxes": stack("cam_boxes"), "cam_masks": None,
-            "wsol_raw": stack("wsol_raw"), "save": None}
+    return ModelPart(int(meta["steps"]), frame, (frame.size, frame.size),
+                     np.array([int(f["most_confident"]) - 1 for f in files]), stack("class_ids"), stack("scores"),
+                     stack("cam_boxes"), None, stack("wsol_raw"))
 
 
 def recompute_results(folder: str | Path, dataset, models: list[str], protocols=("cam", "wsol"), topk: int = 5,
-                      iou_threshold: float = 0.5, limit: int | None = None, chunk: int = 64) -> dict:
+                      iou_threshold: float = 0.5, limit: int | None = None, chunk: int = 64, extra=()) -> dict:
     """Every metric of a run from the maps it saved in ``folder`` and the ``dataset`` it ran on
     (``results.json``'s layout; images without a file are listed in ``skipped``)."""
-    from .extract import extract_chunk, image_entry
-    from .metrics import MaxBoxAccMeter
-    from .results import add_rows, make_meters, results_of
+    from .boxes import cam_threshold_grid
+    from .evidence import ImageEntry
+    from .extract import Chunk, ChunkConfig, extract_chunk
+    from .metrics import MetricOptions, make_metrics
+    from .results import add_rows, results_of
 
     samples = dataset.samples[:limit] if limit else dataset.samples
     masks = any(s.mask_paths for s in samples)
-    cfg = {"topk": topk, "iou_threshold": iou_threshold, "pxap": masks,
-           "thresholds": MaxBoxAccMeter().thresholds if "wsol" in protocols else None, "save_maps": None}
+    options = MetricOptions(topk=topk, iou_threshold=iou_threshold)
+    names = tuple(make_metrics(protocols, options, masks, extra))
+    cfg = ChunkConfig(options, names, cam_threshold_grid(options.cam_curve_interval) if "wsol" in protocols else None)
     meters, skipped, counted = {}, [], set()
     for label in models:
         have = []
@@ -121,19 +125,19 @@ def recompute_results(folder: str | Path, dataset, models: list[str], protocols=
         if not have:
             continue
         steps = int(json.loads(str(have[0][1]["meta"]))["steps"])
-        meters[label] = {key: make_meters(protocols, topk, iou_threshold, masks)
+        meters[label] = {key: make_metrics(protocols, options, masks, extra)
                          for key in [str(t) for t in range(1, steps + 1)] + ["mc"]}
         for start in range(0, len(have), chunk):
             group = have[start:start + chunk]
             images = []
             for s, f in group:
                 meta = json.loads(str(f["meta"]))
-                images.append(image_entry(s, meta["width"], meta["height"]))
+                images.append(ImageEntry.of(s, meta["width"], meta["height"]))
             part = _part([f for _, f in group])
-            res = extract_chunk({"cfg": cfg, "images": images, "models": {label: part}})
-            ok = np.asarray(res["ok"], np.int64)
-            counted.update(images[i]["image_id"] for i in ok)
+            res = extract_chunk(Chunk(cfg, images, {label: part}))
+            ok = np.asarray(res.ok, np.int64)
+            counted.update(images[i].image_id for i in ok)
             if len(ok):
-                add_rows(meters[label], res["models"][label], part["mc"][ok])
+                add_rows(meters[label], res.rows[label], part.mc[ok])
     config = {"protocols": list(protocols), "topk": topk, "iou_threshold": iou_threshold, "limit": limit}
     return results_of(meters, len(counted), skipped, config)

@@ -19,8 +19,8 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
+from ..datasets import Dataset
 from ..errors import TdvizError
-from .annotations import WsolDataset
 
 __all__ = ["merge_shards", "parse_shard", "shard_dataset", "shard_dir", "shard_from_env"]
 
@@ -49,7 +49,7 @@ def shard_dir(out: str | Path, index: int, count: int) -> Path:
     return Path(out) / f"shard-{index}-of-{count}"
 
 
-def shard_dataset(dataset: WsolDataset, index: int, count: int, limit: int | None = None) -> WsolDataset:
+def shard_dataset(dataset: Dataset, index: int, count: int, limit: int | None = None) -> Dataset:
     """Every ``count``-th sample from ``index`` (of the first ``limit``); the dataset's problems go
     to shard 0 only, so that merged results list each once."""
     samples = dataset.samples[:limit] if limit else dataset.samples
@@ -63,6 +63,7 @@ def merge_shards(out: str | Path, count: int) -> dict | None:
     resumes). The shards must share one run identity and ``--limit``; ``out`` is locked while the
     merged files are written.
     """
+    from ..datasets.records import Problem
     from .results import meters_from_state, results_of, write_results
     from .runstate import OutputLock, read_state
 
@@ -83,8 +84,8 @@ def merge_shards(out: str | Path, count: int) -> dict | None:
                 for step, ms in steps.items():
                     for kind, meter in ms.items():
                         meters[model][step][kind].merge(meter)
-        skipped = [p for s in states for p in s["skipped"]]
-        results = results_of(meters, sum(int(s["images"]) for s in states), skipped, first["config"])
+        problems = [Problem.from_dict(p) if isinstance(p, dict) else p for s in states for p in s["problems"]]
+        results = results_of(meters, sum(int(s["images"]) for s in states), problems, first["config"])
         tmp = out / "records.jsonl.tmp"
         with tmp.open("w") as fh:
             for d in dirs:

@@ -1,0 +1,321 @@
+"""One `tdviz wsol` evaluation, stage by stage: decode -> models and maps -> boxes and metric rows
+-> counts, records and state.
+
+* decoding: :func:`tdviz.wsol.loader.cpu_batches` (DataLoader workers) or
+  :func:`tdviz.wsol.decode.gpu_batches` (nvJPEG, when the models are on a GPU);
+* models: per model and protocol one :func:`tdviz.step_cams` call gives the raw maps of the top-k
+  classes and the GT class at every step; the Grad-CAM rule's masks are thresholded where the
+  maps are and its boxes found on the GPU, or by OpenCV in the workers on a CPU;
+* boxes and rows: :func:`tdviz.wsol.extract.extract_chunk` in a pool of torch-free processes;
+* commit: batches are counted in order, their record lines appended and the state saved, so an
+  interrupted run resumes exactly after the last committed batch (:class:`RunProgress`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..cam import check_method, step_cams
+from ..datasets import Dataset, Problem, Sample
+from ..errors import TdvizError
+from ..geometry import InputFrame
+from ..images import Preprocess
+from ..models.base import model_num_classes
+from ..progress import image_progress
+from ..steps import most_confident_step
+from .boxes import cam_threshold_grid
+from .components import gradcam_rule_boxes, gradcam_rule_masks
+from .config import DECODERS, PRECISIONS, WsolConfig
+from .evidence import ImageEntry, ModelPart
+from .extract import Chunk, ChunkConfig, ChunkResult, extract_chunk, init_worker
+from .loader import Batch, cpu_batches
+from .metrics import make_metrics
+from .results import add_rows, results_of, write_results
+from .runstate import OutputLock, RunIdentity, RunProgress, append_text, run_identity
+
+__all__ = ["WsolRun", "box_pool"]
+
+_IN_FLIGHT = 6  # batches whose boxes may still be in the pool while the models run the next one
+
+
+def box_pool(workers: int):
+    """The box-extraction pool: ``workers`` spawned processes, all started now (their start then
+    overlaps the decoding of the first batches), each running OpenCV on one thread and exiting
+    when this process dies (also by SIGKILL).
+
+    Spawn, not fork: a forked child inherits the parent's OpenCV/OpenMP thread pools in whatever
+    state they are, and can deadlock in them. The workers import only :mod:`tdviz.wsol.extract`
+    (no torch), so they start in a fraction of a second.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=init_worker,
+                               initargs=(os.getpid(),))
+    for _ in range(workers):
+        pool.submit(os.getpid)
+    return pool
+
+
+def _components_on_device(device: torch.device) -> bool:
+    """Label the Grad-CAM rule's components with torch on the maps' device (a GPU), or with
+    OpenCV in the box workers (faster than torch on a CPU). Both give the same boxes (tested)."""
+    return device.type == "cuda"
+
+
+@dataclass
+class Launched:
+    """A batch whose models have run and whose chunks are in the pool (or done inline)."""
+
+    good: list[Sample]
+    bad: list[tuple[str, Problem]]
+    notes: list[Problem]
+    size: int
+    mc: dict[str, np.ndarray] = field(default_factory=dict)
+    parts: list[tuple[int, int, object]] = field(default_factory=list)  # (start, n, future or result)
+
+    def ready(self) -> bool:
+        return all(getattr(work, "done", lambda: True)() for _, _, work in self.parts)
+
+
+class WsolRun:
+    """One evaluation: models x steps x meters, with its files under ``out_dir``.
+
+    A folder that already holds a run is continued with ``resume=True`` (same identity) or
+    replaced with ``overwrite=True``; otherwise it is refused, so finished work is never lost.
+    ``identity`` defaults to :func:`~tdviz.wsol.runstate.run_identity` of ``models`` on ``dataset``.
+    """
+
+    def __init__(self, models: dict[str, torch.nn.Module], dataset: Dataset, out_dir: str | Path,
+                 config: WsolConfig, resume: bool = False, save_maps: str | Path | None = None,
+                 overwrite: bool = False, identity: RunIdentity | None = None):
+        if not models:
+            raise TdvizError("No model to evaluate: pass at least one --model.")
+        if config.decode not in DECODERS or config.precision not in PRECISIONS:
+            raise TdvizError(f"--decode {config.decode} / --precision {config.precision} is unknown: use "
+                             f"{'/'.join(DECODERS)} and {'/'.join(PRECISIONS)}.")
+        self.models, self.dataset, self.cfg = models, dataset, config
+        self.cfg.method = check_method(config.method)
+        make_metrics(config.protocols, config.metric_options(), False, config.metrics)  # unknown names: one sentence
+        self.out = Path(out_dir)
+        if self.out.exists() and not self.out.is_dir():
+            raise TdvizError(f"--out {str(self.out)!r} is an existing file: pass a folder for the run's results.")
+        self.save_maps = Path(save_maps) if save_maps else None
+        self.samples, self._unfit = self._fitting(dataset.samples[: config.limit] if config.limit else dataset.samples)
+        self.has_masks = any(s.mask_paths for s in self.samples)
+        self.device = next(next(iter(models.values())).parameters()).device
+        self.progress = RunProgress(self.out, identity or run_identity(models, dataset, config),
+                                    config.to_dict(self.device.type))
+        self._resume, self._overwrite = resume, overwrite
+        self.pool = None
+        self.box_workers = 0
+        self.timeline: list[tuple[float, int]] = []  # (time, images) per committed batch, for benchmarks
+
+    def _fitting(self, samples: list[Sample]) -> tuple[list[Sample], list[tuple[str, Problem]]]:
+        """The samples whose label every model can score, and a problem for each other one."""
+        sizes = {label: model_num_classes(m) for label, m in self.models.items()}
+        known = {k: v for k, v in sizes.items() if v is not None}
+        if not known:
+            return list(samples), []
+        label, classes = min(known.items(), key=lambda kv: kv[1])
+        if self.cfg.topk > classes:
+            raise TdvizError(f"--topk {self.cfg.topk} is more than the {classes} classes of model {label!r}: use "
+                             f"--topk {min(5, classes)} or less.")
+        keep, bad = [], []
+        for s in samples:
+            if 0 <= s.label < classes:
+                keep.append(s)
+            else:
+                bad.append((s.image_id, Problem(s.image_id, f"label {s.label} is outside the {classes} classes of "
+                                                f"model {label!r}", "image skipped")))
+        if samples and not keep:
+            top = max(s.label for s in samples)
+            raise TdvizError(f"No image's label fits model {label!r} ({classes} classes; the labels go up to {top}): "
+                             "evaluate it on data of its own classes, or pass --num-classes / a class mapping.")
+        return keep, bad
+
+    def _fresh_meters(self) -> dict:
+        options, extra = self.cfg.metric_options(), self.cfg.metrics
+        meters = {}
+        for name, model in self.models.items():
+            keys = [str(t) for t in range(1, getattr(model, "num_steps", 1) + 1)] + ["mc"]
+            meters[name] = {k: make_metrics(self.cfg.protocols, options, self.has_masks, extra) for k in keys}
+        return meters
+
+    # ------------------------------------------------------------------ run
+    def run(self, workers: int = 2, progress: bool = True, stop_after: int | None = None,
+            box_workers: int = 0) -> dict:
+        """Evaluate the images not done yet (``stop_after`` batches, for tests of resuming).
+
+        ``workers`` processes decode images (threads read files for GPU decoding); ``box_workers``
+        processes extract boxes (0: inline). The output folder is locked for the whole run.
+        """
+        self.out.mkdir(parents=True, exist_ok=True)
+        with OutputLock(self.out):
+            self.progress.start(self._resume, self._overwrite, self._fresh_meters(), self.dataset.problems,
+                                self._unfit, self.cfg.limit, {s.image_id for s in self.samples})
+            self.pool = box_pool(box_workers) if box_workers > 0 else None
+            self.box_workers = box_workers
+            try:
+                return self._run(workers, progress, stop_after)
+            finally:
+                if self.pool is not None:
+                    self.pool.shutdown(cancel_futures=True)
+
+    def _preprocs(self) -> dict[str, Preprocess]:
+        preprocs = {}
+        for name, model in self.models.items():
+            if "cam" in self.cfg.protocols:
+                preprocs[f"cam:{name}"] = Preprocess(mode=getattr(model, "tdviz_preprocess", "resize_crop"))
+            if "wsol" in self.cfg.protocols:
+                preprocs[f"wsol:{name}"] = Preprocess(mode="resize")
+        return preprocs
+
+    def _batches(self, todo: list[Sample], preprocs, workers: int):
+        if self.cfg.decoder(self.device.type) == "gpu":
+            if self.device.type != "cuda":
+                raise TdvizError("--decode gpu needs the models on a GPU: pass --device cuda, or --decode cpu.")
+            from .decode import gpu_batches
+
+            return gpu_batches(todo, preprocs, self.cfg.batch_size, self.device, threads=max(workers, 2))
+        return cpu_batches(todo, preprocs, self.cfg.batch_size, workers)
+
+    def _run(self, workers: int, progress: bool, stop_after: int | None) -> dict:
+        preprocs = self._preprocs()
+        todo = [s for s in self.samples if s.image_id not in self.progress.done]
+        batches = 0
+        pending: deque = deque()
+        with image_progress("localizing", len(todo), progress) as advance:
+            for batch in self._batches(todo, preprocs, workers):
+                pending.append(self._launch(todo, batch, preprocs))
+                while len(pending) >= _IN_FLIGHT or (len(pending) > 1 and pending[0].ready()):
+                    self._commit(pending.popleft(), advance)
+                    batches += 1
+                    if stop_after is not None and batches >= stop_after:
+                        return {}
+            while pending:
+                self._commit(pending.popleft(), advance)
+        if not todo:
+            self.progress.save()
+        results = self.results()
+        write_results(self.out, results)
+        return results
+
+    def _launch(self, todo: list[Sample], batch: Batch, preprocs) -> Launched:
+        """Run the models on a batch and hand its per-image work to the pool (or do it inline)."""
+        good = [todo[i] for i, _ in batch.good]
+        launched = Launched(good, [(todo[i].image_id, Problem(todo[i].image_id, info, "image skipped"))
+                                   for i, info in batch.bad],
+                            [Problem(todo[i].image_id, info[2], "") for i, info in batch.good if info[2]],
+                            len(batch.good) + len(batch.bad))
+        if not good:
+            return launched
+        labels = torch.tensor([s.label for s in good])
+        parts = {name: self._model_part(name, model, batch.stacked, labels, preprocs)
+                 for name, model in self.models.items()}
+        launched.mc = {name: part.mc for name, part in parts.items()}
+        images = [ImageEntry.of(s, w, h) for s, (_, (w, h, _)) in zip(good, batch.good)]
+        names = tuple(make_metrics(self.cfg.protocols, self.cfg.metric_options(), self.has_masks, self.cfg.metrics))
+        cfg = ChunkConfig(self.cfg.metric_options(), names,
+                          cam_threshold_grid() if "wsol" in self.cfg.protocols else None,
+                          str(self.save_maps) if self.save_maps else None)
+        per_chunk = max(4, -(-len(good) // max(1, 2 * self.box_workers)))
+        for start in range(0, len(good), per_chunk):
+            sl = slice(start, start + per_chunk)
+            chunk = Chunk(cfg, images[sl], {name: part.rows(sl) for name, part in parts.items()})
+            work = self.pool.submit(extract_chunk, chunk) if self.pool else extract_chunk(chunk)
+            launched.parts.append((start, len(chunk.images), work))
+        return launched
+
+    def _cams(self, model, x, labels):
+        if self.cfg.precision == "bf16":
+            x = x.contiguous(memory_format=torch.channels_last)
+            ctx = torch.autocast(x.device.type, dtype=torch.bfloat16)
+        else:
+            ctx = contextlib.nullcontext()
+        with ctx:
+            return step_cams(model, x, layer=self.cfg.layer, method=self.cfg.method, classes="topk", k=self.cfg.topk,
+                             append_labels=labels, normalize=False)
+
+    def _model_part(self, name, model, stacked, labels, preprocs) -> ModelPart:
+        """One model on one batch: classes, scores and boxes (or masks) of the cam protocol, the GT
+        class's raw map of the wsol protocol, the most confident step; all on the host."""
+        device = next(model.parameters()).device
+        cams_of: dict[str, object] = {}
+        for proto in self.cfg.protocols:
+            key = f"{proto}:{name}"
+            same = next((p for p in cams_of if preprocs[f"{p}:{name}"] == preprocs[key]), None)
+            if same is not None:
+                cams_of[proto] = cams_of[same]
+                continue
+            x = preprocs[key].normalize(stacked[key].to(device, non_blocking=True))
+            cams_of[proto] = self._cams(model, x, labels.to(device))
+        first = next(iter(cams_of.values()))
+        pre = preprocs.get(f"cam:{name}", Preprocess())
+        frame = InputFrame(pre.mode, pre.size, pre.resize)  # what workers need of it, without torch
+        part = ModelPart(first.logits.shape[1], frame, (pre.size, pre.size),
+                         most_confident_step(first.logits.float())[0].cpu().numpy() - 1)  # index
+        cam = cams_of.get("cam")
+        if cam is not None:
+            maps, normalized = (cam.raw, False) if cam.raw is not None else (cam.maps, True)
+            maps = maps.float()
+            part.class_ids = cam.class_ids.cpu().numpy()
+            part.scores = cam.scores.float().cpu().numpy()
+            if _components_on_device(maps.device):
+                part.cam_boxes = gradcam_rule_boxes(maps, part.size, self.cfg.cam_ratio, normalized).cpu().numpy()
+            else:  # the CPU labels components faster with OpenCV, in the pool
+                masks = gradcam_rule_masks(maps.flatten(0, 2), part.size, self.cfg.cam_ratio, normalized)
+                bits = np.packbits(masks.flatten(1).cpu().numpy(), axis=1)
+                part.cam_masks = bits.reshape(*maps.shape[:3], -1)
+        wsol = cams_of.get("wsol")
+        if wsol is not None:
+            if wsol.raw is None:
+                raise TdvizError(f"The wsol protocol needs raw maps; method {self.cfg.method!r} gives only normalized "
+                                 "ones: use a gradient method such as gradcam.")
+            part.wsol_raw = wsol.raw[:, :, -1].float().cpu().numpy()
+        if self.save_maps is not None:
+            part.save = {"logits": first.logits.float().cpu().numpy()}
+            if cam is not None:
+                key = "cam_raw" if cam.raw is not None else "cam_maps"
+                part.save[key] = (cam.raw if cam.raw is not None else cam.maps).float().cpu().numpy()
+            part.meta = {"model": name, "name": getattr(model, "tdviz_name", None), "method": self.cfg.method,
+                         "layer": first.layer, "cam_preprocess": asdict(frame), "cam_ratio": self.cfg.cam_ratio}
+        return part
+
+    def _commit(self, launched: Launched, advance: Callable[[int], None]) -> None:
+        """Count a launched batch, append its records, save the state: the batch is then done."""
+        prog = self.progress
+        prog.skip(launched.bad)
+        prog.problems += launched.notes
+        lines = []
+        for start, n, work in launched.parts:
+            res: ChunkResult = work.result() if self.pool else work
+            chunk = launched.good[start:start + n]
+            prog.skip([(p.where, p) for p in res.problems])
+            prog.done.update(s.image_id for s in chunk)
+            lines += res.lines
+            ok = np.asarray(res.ok, np.int64)
+            prog.images += len(ok)
+            if len(ok):
+                for name, rows in res.rows.items():
+                    add_rows(prog.meters[name], rows, launched.mc[name][start + ok])
+        prog.records_bytes = append_text(prog.records_file, "".join(lines))
+        prog.save()
+        advance(launched.size)
+        self.timeline.append((time.perf_counter(), launched.size))
+
+    # ------------------------------------------------------------------ results
+    def results(self) -> dict:
+        """Every measured metric per model and step (and "mc"), as plain numbers."""
+        return results_of(self.progress.meters, self.progress.images, self.progress.problems,
+                          self.cfg.to_dict(self.device.type))
+
