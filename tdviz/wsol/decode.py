@@ -67,8 +67,11 @@ def _read(path) -> bytes | None:
 
 
 def _gpu_ok(data: bytes | None) -> bool:
+    """An 8-bit gray or YCbCr JPEG within the pixel budget that ends as a JPEG ends (a truncated
+    file goes to the CPU, which reports it, rather than to a decoder that might fill it in)."""
     head = jpeg_header(data) if data else None
-    return head is not None and head[2] in (1, 3) and head[3] == 8 and 0 < head[0] * head[1] <= max_pixels()
+    return head is not None and head[2] in (1, 3) and head[3] == 8 and 0 < head[0] * head[1] <= max_pixels() \
+        and data.rstrip(b"\x00")[-2:] == b"\xff\xd9"
 
 
 def gpu_batches(samples: list[Sample], preprocs: dict[str, Preprocess], batch_size: int, device: torch.device,
