@@ -1,7 +1,9 @@
 """wsolevaluation's boxes at every threshold from component trees, in C (``thresholds.c``).
 
 The C file is compiled on first use with the system's C compiler (``$CC``, else ``cc``) into
-tdviz's cache (``$TDVIZ_CACHE/native`` or ``~/.cache/tdviz/native``) and loaded with ctypes; the
+tdviz's cache (``$TDVIZ_CACHE/native`` or ``~/.cache/tdviz/native``; a library already there is
+used without a compiler, so one built elsewhere for the machine can be copied in) and loaded with
+ctypes; the
 calls release the GIL, so threads run them in parallel. Where no compiler is found the callers
 fall back to the OpenCV loop in :mod:`tdviz.wsol.boxes` (same numbers, slower), and
 :func:`available` says why. ``TDVIZ_NATIVE=0`` forces that fallback.
@@ -16,9 +18,9 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
+import platform
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -44,12 +46,12 @@ def _cache_dir() -> Path:
 def _compile() -> tuple[ctypes.CDLL | None, str]:
     if os.environ.get("TDVIZ_NATIVE", "1") == "0":
         return None, "turned off by TDVIZ_NATIVE=0"
+    # plain C called through ctypes: the library depends on the source and flags, not on Python
+    tag = hashlib.sha256(SOURCE.read_bytes() + " ".join(FLAGS).encode()).hexdigest()[:16]
+    target = _cache_dir() / f"thresholds-{tag}-{platform.machine()}.so"
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if not compiler:
+    if not target.is_file() and not compiler:
         return None, "no C compiler (cc, gcc or clang) was found"
-    source = SOURCE.read_bytes()
-    tag = hashlib.sha256(source + " ".join(FLAGS).encode() + compiler.encode()).hexdigest()[:16]
-    target = _cache_dir() / f"thresholds-{tag}-{sys.implementation.cache_tag}.so"
     if not target.is_file():
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
