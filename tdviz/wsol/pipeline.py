@@ -181,9 +181,7 @@ class WsolRun:
         return preprocs
 
     def _batches(self, todo: list[Sample], preprocs, workers: int):
-        if self.cfg.decoder(self.device.type) == "gpu":
-            if self.device.type != "cuda":
-                raise TdvizError("--decode gpu needs the models on a GPU: pass --device cuda, or --decode cpu.")
+        if self.cfg.decoder(self.device.type) == "gpu":  # on a CPU device: torchvision's decoder there
             from .decode import gpu_batches
 
             return gpu_batches(todo, preprocs, self.cfg.batch_size, self.device, threads=max(workers, 2))
