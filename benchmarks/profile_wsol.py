@@ -1,116 +1,120 @@
-"""Where `tdviz wsol` spends its time: the ceiling of each stage alone, then a profiled full run.
+"""Where `tdviz wsol`'s time goes, below bench_wsol's stage split.
 
-    python -m benchmarks.profile_wsol --device cuda --images 2048 --workers 6 --box-workers 8
+    python -m benchmarks.profile_wsol --device cuda --images 512 --batch 256
 
-Stages, each measured alone on bench_wsol's images: decoding + preprocessing in ``--workers``
-loader processes; the models on the device with the Grad-CAM rule's boxes found there on a GPU
-(``WsolRun._model_part`` on a decoded batch); the per-image rest (``extract_chunk``: wsolevaluation
-boxes, IoUs, records) in one process, one thread. The full run is then
-profiled (cProfile of the main process): time in queue waits means decoding is the bottleneck,
-time waiting on pool results means box extraction is, anything else is the main process itself.
+* the machine: CPUs the process may use (affinity and the cgroup quota, which ``os.cpu_count()``
+  does not show);
+* models and maps (``WsolRun._model_part`` on one decoded batch) under ``torch.profiler``: the
+  operators that take the most device (or CPU) time;
+* the per-image work (``extract_chunk``) in one process: ms per image and the compiled trees'
+  share of it, then the box pool's rate at several worker counts (how far it scales here).
 """
 
 from __future__ import annotations
 
 import argparse
-import cProfile
-import pstats
+import os
 import tempfile
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
-import torch
-from torch.utils.data import DataLoader
-
-import tdviz
-from benchmarks.bench_wsol import make_images
-from tdviz.images import Preprocess
-from tdviz.wsol.annotations import load_wsol_dataset
-from tdviz.wsol.evaluate import WsolConfig, WsolRun, _collate, _Images, run_wsol
 
 
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def decode_rate(samples, workers: int, batch: int) -> float:
-    preprocs = {"cam": Preprocess(), "wsol": Preprocess(mode="resize")}
-    loader = DataLoader(_Images(samples, preprocs), batch_size=batch, num_workers=workers, collate_fn=_collate)
-    start = time.perf_counter()
-    n = sum(len(good) for good, _, _ in loader)
-    return n / (time.perf_counter() - start)
-
-
-def model_and_box_stages(model, dataset, out: Path, device: str, batch: int, reps: int = 5) -> tuple[float, float]:
-    """(models + device-side boxes, img/s) and (per-image work in one process, ms/img) on one batch."""
-    cv2.setNumThreads(1)
-    run = WsolRun({"m": model}, dataset, out, WsolConfig(batch_size=batch, limit=batch))
-    run.box_workers = 0
-    preprocs = {"cam:m": Preprocess(), "wsol:m": Preprocess(mode="resize")}
-    loader = DataLoader(_Images(run.samples, preprocs), batch_size=batch, collate_fn=_collate)
-    good, _, stacked = next(iter(loader))
-    labels = torch.tensor([run.samples[i].label for i, _ in good])
-    run._model_part("m", model, stacked, labels, preprocs)
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(reps):
-        run._model_part("m", model, stacked, labels, preprocs)
-    _sync(device)
-    model_rate = reps * len(good) / (time.perf_counter() - start)
-    start = time.perf_counter()
-    run._launch(run.samples, (good, [], stacked), preprocs)  # models + every image's work, inline
-    whole = time.perf_counter() - start
-    return model_rate, (whole - len(good) / model_rate) / len(good) * 1e3
+def cpu_quota() -> dict:
+    """CPUs this process may run on: affinity, and the cgroup v2/v1 quota when there is one."""
+    out = {"cpu_count": os.cpu_count(), "affinity": len(os.sched_getaffinity(0))}
+    for path in ("/sys/fs/cgroup/cpu.max", "/sys/fs/cgroup/cpu/cpu.cfs_quota_us"):
+        try:
+            out[path] = Path(path).read_text().strip()
+        except OSError:
+            pass
+    return out
 
 
 def main() -> None:
+    import torch
+
+    import tdviz
+    from benchmarks.bench_wsol import make_images
+    from tdviz.datasets import load_dataset
+    from tdviz.wsol import native
+    from tdviz.wsol.boxes import cam_threshold_grid
+    from tdviz.wsol.config import WsolConfig
+    from tdviz.wsol.evidence import ImageEntry
+    from tdviz.wsol.extract import Chunk, ChunkConfig, extract_chunk
+    from tdviz.wsol.metrics import make_metrics
+    from tdviz.wsol.pipeline import WsolRun, box_pool
+
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="resnet50_tdjoint")
-    p.add_argument("--images", type=int, default=256)
+    p.add_argument("--images", type=int, default=64)
+    p.add_argument("--kind", choices=["photo", "noise"], default="photo")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--box-workers", type=int, default=0)
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--configs", default="", help="e.g. 6:8,5:10: only full runs, one per workers:box-workers")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--precision", default="fp32")
+    p.add_argument("--pool-sizes", default="1,4,8,12,16")
     args = p.parse_args()
+    print("machine:", cpu_quota())
+    torch.manual_seed(0)
     model = tdviz.create_model(args.model).to(args.device).eval()
+    cfg = WsolConfig(batch_size=args.batch, decode="auto", precision=args.precision)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        index = make_images(root, args.images)
-        data = load_wsol_dataset(root / "xml", images_root=root / "images", class_index=index)
-        if args.configs:  # full runs only, one per decode:box worker split
-            for cfg in args.configs.split(","):
-                w, bw = (int(v) for v in cfg.split(":"))
-                start = time.perf_counter()
-                run = WsolRun({args.model: model}, data, root / f"out_{w}_{bw}", WsolConfig(batch_size=args.batch))
-                run.run(w, progress=False, box_workers=bw)
-                wall = time.perf_counter() - start
-                times = [t for t, _ in run.timeline]
-                counts = np.cumsum([n for _, n in run.timeline])
-                q = len(times) // 4  # steady state: from the first quarter's last batch to the end
-                steady = (counts[-1] - counts[q]) / (times[-1] - times[q])
-                print(f"workers {w}, box workers {bw}: {args.images / wall:.0f} img/s ({wall:.1f} s); first batch "
-                      f"after {times[0] - start:.1f} s; steady {steady:.0f} img/s")
-            return
-        print(f"decode + preprocess, {args.workers} workers: {decode_rate(data.samples, args.workers, args.batch):.0f} img/s")
-        rate, per_image = model_and_box_stages(model, data, root / "stage", args.device, args.batch)
-        print(f"models and device-side boxes on {args.device}, batch {args.batch}: {rate:.0f} img/s")
-        print(f"per-image work (extract_chunk), one process: {per_image:.2f} ms/img")
-        profile = cProfile.Profile()
+        index = make_images(root, args.images, args.kind, procs=os.cpu_count() or 1)
+        data = load_dataset(root / "xml", images_root=root / "images", class_index=index)
+        run = WsolRun({"m": model}, data, root / "out", cfg)
+        preprocs = run._preprocs()
+        batch = max(run._batches(data.samples, preprocs, 4), key=lambda b: len(b.good))  # past the ramp
+        good = [data.samples[i] for i, _ in batch.good]
+        labels = torch.tensor([s.label for s in good])
+        for _ in range(2):
+            part = run._model_part("m", model, batch.stacked, labels, preprocs)
+        activities = [torch.profiler.ProfilerActivity.CPU]
+        if args.device.startswith("cuda"):
+            activities.append(torch.profiler.ProfilerActivity.CUDA)
+            torch.cuda.synchronize()
         start = time.perf_counter()
-        profile.enable()
-        run_wsol({args.model: model}, data, root / "out", WsolConfig(batch_size=args.batch), workers=args.workers,
-                 progress=False, box_workers=args.box_workers)
-        profile.disable()
-        _sync(args.device)
-        wall = time.perf_counter() - start
-    print(f"full run: {args.images} images in {wall:.1f} s = {args.images / wall:.1f} img/s")
-    stats = pstats.Stats(profile)
-    stats.sort_stats("tottime").print_stats(18)
-    stats.sort_stats("cumulative").print_stats(22)
+        with torch.profiler.profile(activities=activities) as prof:
+            part = run._model_part("m", model, batch.stacked, labels, preprocs)
+            if args.device.startswith("cuda"):
+                torch.cuda.synchronize()
+        print(f"models and maps, one batch of {len(good)} (profiled): {time.perf_counter() - start:.3f} s")
+        key = "self_cuda_time_total" if args.device.startswith("cuda") else "self_cpu_time_total"
+        print(prof.key_averages().table(sort_by=key, row_limit=18, max_name_column_width=48))
+
+        images = [ImageEntry.of(s, w, h) for s, (_, (w, h, _)) in zip(good, batch.good)]
+        names = tuple(make_metrics(cfg.protocols, cfg.metric_options(), False))
+        ccfg = ChunkConfig(cfg.metric_options(), names, cam_threshold_grid())
+        one = Chunk(ccfg, images, {"m": part})
+        extract_chunk(one)
+        start = time.perf_counter()
+        extract_chunk(one)
+        per_image = (time.perf_counter() - start) / len(images) * 1e3
+        maps = part.wsol_raw.shape[1]
+        from tdviz.wsol import boxes as wboxes
+
+        sm = np.stack([wboxes.wsol_scoremap(m) for m in part.wsol_raw.reshape(-1, *part.wsol_raw.shape[2:])])
+        q = np.stack([wboxes.wsol_quantize(m) for m in sm])
+        cuts = (cam_threshold_grid()[None] * q.reshape(len(q), -1).max(1)[:, None].astype(float)).astype(np.int64)
+        gts = [np.array([[10.0, 10.0, 150.0, 150.0]])] * len(q)
+        native.best_ious(q, cuts, gts)
+        start = time.perf_counter()
+        native.best_ious(q, cuts, gts)
+        tree_ms = (time.perf_counter() - start) / len(q) * 1e3
+        print(f"extract_chunk, one process: {per_image:.2f} ms/image; compiled trees {tree_ms:.2f} ms/map x {maps} "
+              f"maps/image = {tree_ms * maps:.2f} ms ({native.available()})")
+        per = 8
+        chunks = [Chunk(ccfg, images[s:s + per], {"m": part.rows(slice(s, s + per))}) for s in range(0, len(images), per)]
+        for workers in (int(v) for v in args.pool_sizes.split(",")):
+            pool = box_pool(workers)
+            list(pool.map(extract_chunk, chunks[:workers]))
+            work = chunks * max(1, (4 * workers * per) // len(images))
+            start = time.perf_counter()
+            list(pool.map(extract_chunk, work))
+            rate = sum(len(c.images) for c in work) / (time.perf_counter() - start)
+            pool.shutdown()
+            print(f"box pool, {workers:2d} workers: {rate:7.0f} images/s = {workers / rate * 1e3:.1f} ms/image/worker")
 
 
 if __name__ == "__main__":

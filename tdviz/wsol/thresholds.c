@@ -118,7 +118,7 @@ static void flood_free(Flood *f) {
  * nothing) is summed into each node's count. With a domain, only the pixels where domain[p] is
  * set take part (a forest: one tree per connected part) and each node's count is the lowest
  * extra[p] of its pixels instead. Returns the number of nodes. */
-static int min_tree(const uint8_t *v, const int64_t *own, int conn8, Flood *f, Node *out, const uint8_t *domain,
+static int min_tree(const uint8_t *v, const int32_t *own, int conn8, Flood *f, Node *out, const uint8_t *domain,
                     const uint8_t *extra) {
     const int H = f->H, W = f->W, WP = f->WP, nn = conn8 ? 8 : 4;
     const int off8[8] = {1, WP + 1, WP, WP - 1, -1, -WP - 1, -WP, -WP + 1};
@@ -220,44 +220,54 @@ next_tree:
     }
 }
 
-/* s: the lowest level at which each pixel is 4-connected to the border through pixels <= it */
-static void fill_holes(const uint8_t *q, int H, int W, uint8_t *s, int32_t *next, uint8_t *seen) {
-    const int n = H * W;
-    int32_t head[256], tail[256];
-    for (int k = 0; k < 256; k++) head[k] = tail[k] = -1;
-    memset(seen, 0, (size_t)n);
-#define PUSH(P, L)                                                     \
-    do {                                                               \
-        next[P] = -1;                                                  \
-        if (tail[L] < 0) head[L] = (P); else next[tail[L]] = (P);     \
-        tail[L] = (P);                                                 \
-    } while (0)
-    for (int p = 0; p < n; p++) {
-        const int y = p / W, x = p - y * W;
-        if (x == 0 || y == 0 || x == W - 1 || y == H - 1) {
-            s[p] = q[p];
+/* s: the lowest level at which each pixel is 4-connected to the border through pixels <= it
+ * (a priority flood from the border; within a level any order will do, so each level is a stack).
+ * Uses the flood's padded buffers; s is unpadded. Returns whether s differs from q anywhere. */
+static int fill_holes(const uint8_t *q, Flood *f, uint8_t *s) {
+    const int H = f->H, W = f->W, WP = f->WP;
+    const int off4[4] = {1, WP, -1, -WP};
+    uint8_t *seen = f->seen, *vp = f->vp;
+    int32_t *next = f->next;
+    int32_t head[256];
+    int changed = 0;
+    for (int k = 0; k < 256; k++) head[k] = -1;
+    memset(seen, 1, (size_t)WP);
+    memset(seen + (size_t)(H + 1) * WP, 1, (size_t)WP);
+    for (int y = 0; y < H; y++) {
+        uint8_t *row = seen + (size_t)(y + 1) * WP;
+        row[0] = row[W + 1] = 1;
+        memset(row + 1, 0, (size_t)W);
+        memcpy(vp + (size_t)(y + 1) * WP + 1, q + (size_t)y * W, (size_t)W);
+    }
+#define PUSH(P, L) do { next[P] = head[L]; head[L] = (P); } while (0)
+    for (int y = 0; y < H; y++) {
+        const int step = (y == 0 || y == H - 1) ? 1 : W - 1;
+        for (int x = 0; x < W; x += step) {
+            const int32_t p = (y + 1) * WP + x + 1;
             seen[p] = 1;
-            PUSH(p, q[p]);
+            PUSH(p, vp[p]);
         }
     }
     for (int level = 0; level < 256; level++) {
         while (head[level] >= 0) {
             const int32_t p = head[level];
             head[level] = next[p];
-            if (head[level] < 0) tail[level] = -1;
-            const int y = p / W, x = p - y * W;
+            s[(p / WP - 1) * W + (p % WP - 1)] = (uint8_t)level;
             for (int j = 0; j < 4; j++) {
-                const int xx = x + DX4[j], yy = y + DY4[j];
-                if (xx < 0 || yy < 0 || xx >= W || yy >= H) continue;
-                const int32_t r = yy * W + xx;
+                const int32_t r = p + off4[j];
                 if (seen[r]) continue;
                 seen[r] = 1;
-                s[r] = q[r] > level ? q[r] : (uint8_t)level;
-                PUSH(r, s[r]);
+                if (vp[r] > level) {
+                    PUSH(r, vp[r]);
+                } else {
+                    changed |= vp[r] < level;
+                    PUSH(r, level);
+                }
             }
         }
     }
 #undef PUSH
+    return changed;
 }
 
 static double iou_max(double x0, double y0, double x1, double y1, const double *gt, int n_gt) {
@@ -286,7 +296,7 @@ typedef struct {
     uint8_t *seen;
     int32_t *next;
     uint8_t *inv, *s, *rq;
-    int64_t *own;
+    int32_t *own;
     int32_t *best_first, *best_node;
     int64_t *best_area;
 } Workspace;
@@ -316,7 +326,7 @@ void *tdviz_wsol_workspace(int H, int W, int n_cuts) {
     w->inv = malloc((size_t)n);
     w->s = malloc((size_t)n);
     w->rq = malloc((size_t)n);
-    w->own = malloc(sizeof(int64_t) * n);
+    w->own = malloc(sizeof(int32_t) * n);
     w->best_first = malloc(sizeof(int32_t) * n_cuts);
     w->best_node = malloc(sizeof(int32_t) * n_cuts);
     w->best_area = malloc(sizeof(int64_t) * n_cuts);
@@ -383,26 +393,31 @@ int tdviz_wsol_best_ious(void *ws, const uint8_t *maps, int n_maps, int H, int W
             w->best_first[i] = -1;
             w->best_node[i] = -1;
         }
-        /* s fills the holes; without a hole (s == q) the filled components are the components */
-        fill_holes(q0, H, W, w->s, w->next, w->seen);
-        const int holes = memcmp(w->s, q0, (size_t)n) != 0;
+        /* in rank space (the lut is monotone, so it commutes with the filling's min and max) */
         uint8_t *s = w->s, *q = w->rq;
-        for (int p = 0; p < n; p++) {
-            q[p] = lut[q0[p]];
-            s[p] = lut[s[p]];
-        }
-        /* window counts of the filled map: the two lowest pixels of each 2x2 window count one each */
-        memset(w->own, 0, sizeof(int64_t) * n);
+        for (int p = 0; p < n; p++) q[p] = lut[q0[p]];
+        /* s fills the holes; without a hole (s == q) the filled components are the components */
+        const int holes = fill_holes(q, &w->flood, s);
+        /* window counts of the filled map: the two lowest pixels of each 2x2 window count one each
+         * (which of two equal pixels counts does not matter: they are in a component together) */
+        memset(w->own, 0, sizeof(int32_t) * n);
         for (int y = 0; y + 1 < H; y++) {
+            const uint8_t *r0 = s + (size_t)y * W, *r1 = r0 + W;
+            int32_t *o0 = w->own + (size_t)y * W, *o1 = o0 + W;
             for (int x = 0; x + 1 < W; x++) {
-                int32_t px[4] = {y * W + x, y * W + x + 1, (y + 1) * W + x, (y + 1) * W + x + 1};
-                for (int a = 0; a < 2; a++) {
-                    int lowest = a;
-                    for (int b = a + 1; b < 4; b++) if (s[px[b]] < s[px[lowest]]) lowest = b;
-                    const int32_t tmp = px[a];
-                    px[a] = px[lowest];
-                    px[lowest] = tmp;
-                    w->own[px[a]] += 1;
+                /* the lower and higher of each row pair, then the two lowest of the four */
+                int32_t *la, *ha, *lb, *hb;
+                int va, wa, vb, wb;
+                if (r0[x + 1] < r0[x]) { la = o0 + x + 1; va = r0[x + 1]; ha = o0 + x; wa = r0[x]; }
+                else { la = o0 + x; va = r0[x]; ha = o0 + x + 1; wa = r0[x + 1]; }
+                if (r1[x + 1] < r1[x]) { lb = o1 + x + 1; vb = r1[x + 1]; hb = o1 + x; wb = r1[x]; }
+                else { lb = o1 + x; vb = r1[x]; hb = o1 + x + 1; wb = r1[x + 1]; }
+                if (va <= vb) {
+                    *la += 1;
+                    if (wa <= vb) *ha += 1; else *lb += 1;
+                } else {
+                    *lb += 1;
+                    if (wb < va) *hb += 1; else *la += 1;
                 }
             }
         }
