@@ -175,11 +175,11 @@ def stages(models, dataset, cfg, args) -> dict:
     import torch
 
     from tdviz.wsol import pipeline
-    from tdviz.wsol.boxes import cam_threshold_grid
     from tdviz.wsol.evidence import ImageEntry
     from tdviz.wsol.extract import Chunk, ChunkConfig, extract_chunk
     from tdviz.wsol.metrics import make_metrics
     from tdviz.wsol.pipeline import WsolRun, box_pool
+    from tdviz.wsol.scoremaps import cam_threshold_grid
 
     run = WsolRun(models, dataset, Path(tempfile.mkdtemp()), cfg)
     preprocs = run._preprocs()

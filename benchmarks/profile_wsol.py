@@ -39,12 +39,12 @@ def main() -> None:
     from benchmarks.bench_wsol import make_images
     from tdviz.datasets import load_dataset
     from tdviz.wsol import native
-    from tdviz.wsol.boxes import cam_threshold_grid
     from tdviz.wsol.config import WsolConfig
     from tdviz.wsol.evidence import ImageEntry
     from tdviz.wsol.extract import Chunk, ChunkConfig, extract_chunk
     from tdviz.wsol.metrics import make_metrics
     from tdviz.wsol.pipeline import WsolRun, box_pool
+    from tdviz.wsol.scoremaps import cam_threshold_grid
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="resnet50_tdjoint")
@@ -92,7 +92,7 @@ def main() -> None:
         extract_chunk(one)
         per_image = (time.perf_counter() - start) / len(images) * 1e3
         maps = part.wsol_raw.shape[1]
-        from tdviz.wsol import boxes as wboxes
+        from tdviz.wsol import scoremaps as wboxes
 
         sm = np.stack([wboxes.wsol_scoremap(m) for m in part.wsol_raw.reshape(-1, *part.wsol_raw.shape[2:])])
         q = np.stack([wboxes.wsol_quantize(m) for m in sm])

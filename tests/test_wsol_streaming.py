@@ -6,9 +6,9 @@ import torch
 from tdviz.cam import step_cams
 from tdviz.images import Preprocess, read_image
 from tdviz.models.demo_zoo import load_demo_model
-from tdviz.wsol.boxes import resize_boxes_wsol
 from tdviz.wsol.evaluate import WsolConfig, demo_wsol_dataset, run_wsol
 from tdviz.wsol.metrics import load_gt_mask
+from tdviz.wsol.scoremaps import resize_boxes_wsol
 from tdviz.wsol.streaming import WsolMetrics
 
 

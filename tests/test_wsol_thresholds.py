@@ -6,13 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from tdviz.wsol import native
-from tdviz.wsol.boxes import (
-    box_iou,
-    wsol_best_ious_batch,
-    wsol_best_ious_opencv,
-    wsol_scoremap,
-)
+from tdviz.wsol import boxes, native, scoremaps
+from tdviz.wsol.boxes import box_iou
+from tdviz.wsol.scoremaps import wsol_best_ious_batch, wsol_best_ious_opencv, wsol_scoremap
 
 S = 224
 
@@ -165,3 +161,11 @@ def test_maps_without_gt_boxes_are_not_measured(maps):
     scoremaps, gts = maps
     v1, v2 = wsol_best_ious_batch(np.stack(scoremaps[:3]), [gts[0], np.zeros((0, 4)), gts[2]])
     assert np.isnan(v1[1]).all() and np.isnan(v2[1]).all() and not np.isnan(v2[[0, 2]]).any()
+
+
+def test_moved_names_still_import_from_boxes():
+    """0.2 moved the wsolevaluation protocol to tdviz.wsol.scoremaps; the old spelling still works."""
+    assert boxes.wsol_scoremap is scoremaps.wsol_scoremap
+    assert boxes.WSOL_SIZE == 224
+    with pytest.raises(AttributeError):
+        boxes.no_such_name  # noqa: B018

@@ -29,17 +29,7 @@ from .annotations import (
     read_synset_mapping,
     read_wsolevaluation,
 )
-from .boxes import (
-    WSOL_SIZE,
-    box_iou,
-    cam_boxes,
-    cam_threshold_grid,
-    resize_boxes_wsol,
-    wsol_best_ious,
-    wsol_boxes,
-    wsol_quantize,
-    wsol_scoremap,
-)
+from .boxes import box_iou, cam_boxes
 from .metrics import (
     METRICS,
     CamProtocolMeter,
@@ -51,6 +41,15 @@ from .metrics import (
     PxAPResult,
     load_gt_mask,
     meter_from_state,
+)
+from .scoremaps import (
+    WSOL_SIZE,
+    cam_threshold_grid,
+    resize_boxes_wsol,
+    wsol_best_ious,
+    wsol_boxes,
+    wsol_quantize,
+    wsol_scoremap,
 )
 
 __all__ = [

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..geometry import InputFrame
-from .boxes import WSOL_SIZE, largest_component_box, resize_boxes_wsol, wsol_best_ious_batch, wsol_scoremap
+from .boxes import largest_component_box
+from .scoremaps import WSOL_SIZE, resize_boxes_wsol, wsol_best_ious_batch, wsol_scoremap
 
 __all__ = ["Evidence", "ImageEntry", "ModelPart"]
 

@@ -5,7 +5,7 @@ tdviz's cache (``$TDVIZ_CACHE/native`` or ``~/.cache/tdviz/native``; a library a
 used without a compiler, so one built elsewhere for the machine can be copied in) and loaded with
 ctypes; the
 calls release the GIL, so threads run them in parallel. Where no compiler is found the callers
-fall back to the OpenCV loop in :mod:`tdviz.wsol.boxes` (same numbers, slower), and
+fall back to the OpenCV loop in :mod:`tdviz.wsol.scoremaps` (same numbers, slower), and
 :func:`available` says why. ``TDVIZ_NATIVE=0`` forces that fallback.
 
 Exactness: the boxes are those of ``cv2.findContours(RETR_TREE)`` at every threshold (outer

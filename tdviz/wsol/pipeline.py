@@ -32,7 +32,6 @@ from ..images import Preprocess
 from ..models.base import model_num_classes
 from ..progress import image_progress
 from ..steps import most_confident_step
-from .boxes import cam_threshold_grid
 from .components import gradcam_rule_boxes, gradcam_rule_masks
 from .config import DECODERS, PRECISIONS, WsolConfig
 from .evidence import ImageEntry, ModelPart
@@ -41,6 +40,7 @@ from .loader import Batch, cpu_batches
 from .metrics import make_metrics
 from .results import add_rows, results_of, write_results
 from .runstate import OutputLock, RunIdentity, RunProgress, append_text, run_identity
+from .scoremaps import cam_threshold_grid
 
 __all__ = ["WsolRun", "box_pool"]
 

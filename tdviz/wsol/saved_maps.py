@@ -30,7 +30,7 @@ key                    dtype, shape            what
 Recomputing by hand: the cam protocol maps ``cam_boxes`` to original pixels through the
 preprocessing in ``meta`` (:meth:`tdviz.geometry.InputFrame.box_to_original`) and scores them
 against the GT boxes (IoU >= 0.5, inclusive ``+1`` formula); the wsol protocol runs wsolevaluation's
-rules on ``wsol_raw`` (:func:`tdviz.wsol.boxes.wsol_scoremap`, :func:`~tdviz.wsol.boxes.wsol_best_ious`).
+rules on ``wsol_raw`` (:func:`tdviz.wsol.scoremaps.wsol_scoremap`, :func:`~tdviz.wsol.scoremaps.wsol_best_ious`).
 This module's import needs no torch (the box workers write these files).
 """
 
@@ -101,11 +101,11 @@ def recompute_results(folder: str | Path, dataset, models: list[str], protocols=
                       iou_threshold: float = 0.5, limit: int | None = None, chunk: int = 64, extra=()) -> dict:
     """Every metric of a run from the maps it saved in ``folder`` and the ``dataset`` it ran on
     (``results.json``'s layout; images without a file are listed in ``skipped``)."""
-    from .boxes import cam_threshold_grid
     from .evidence import ImageEntry
     from .extract import Chunk, ChunkConfig, extract_chunk
     from .metrics import MetricOptions, make_metrics
     from .results import add_rows, results_of
+    from .scoremaps import cam_threshold_grid
 
     samples = dataset.samples[:limit] if limit else dataset.samples
     masks = any(s.mask_paths for s in samples)

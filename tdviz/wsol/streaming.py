@@ -15,7 +15,7 @@
 The maps are the raw class activation maps of each image's ground-truth class (at the CAM layer's
 resolution, or any other), as wsolevaluation's evaluator takes them; boxes are inclusive
 ``[x0, y0, x1, y1]`` in the 224 x 224 frame of its score maps
-(:func:`tdviz.wsol.boxes.resize_boxes_wsol` maps original-image boxes there); masks, optional,
+(:func:`tdviz.wsol.scoremaps.resize_boxes_wsol` maps original-image boxes there); masks, optional,
 are bool [224, 224] (``"ignore"`` an optional ignore region). The numbers are the same meters'
 as `tdviz wsol`'s (:mod:`tdviz.wsol.metrics`), computed the same way: every threshold from the
 compiled component trees, on as many threads as there are cores.
@@ -29,8 +29,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from .boxes import cam_threshold_grid, wsol_best_ious_batch, wsol_scoremap
 from .metrics import MetricOptions, make_metrics
+from .scoremaps import cam_threshold_grid, wsol_best_ious_batch, wsol_scoremap
 
 __all__ = ["WsolMetrics"]
 

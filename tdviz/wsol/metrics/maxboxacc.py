@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..boxes import cam_threshold_grid, resize_boxes_wsol, wsol_best_ious, wsol_scoremap
+from ..scoremaps import cam_threshold_grid, resize_boxes_wsol, wsol_best_ious, wsol_scoremap
 from .base import Meter, MetricSpec, meter_kind, register
 
 __all__ = ["MaxBoxAccMeter", "MaxBoxAccResult"]
@@ -34,7 +34,7 @@ class MaxBoxAccResult:
 class MaxBoxAccMeter(Meter):
     """MaxBoxAcc / MaxBoxAccV2 exactly as clovaai/wsolevaluation's ``BoxEvaluator``.
 
-    Per image, the map is made wsolevaluation's score map (:func:`~tdviz.wsol.boxes.wsol_scoremap`:
+    Per image, the map is made wsolevaluation's score map (:func:`~tdviz.wsol.scoremaps.wsol_scoremap`:
     float64, bicubic to 224², min-max) unless ``preprocessed=True``; at every tau of
     ``np.arange(0, 1, cam_curve_interval)`` its boxes are extracted (largest contour, or every
     contour with ``multi_contour``); the image is correct at (delta, tau) when the best IoU over
@@ -86,7 +86,7 @@ class MaxBoxAccMeter(Meter):
             gt_boxes: [K, 4] GT boxes; in original pixels when ``image_size=(width, height)`` is
                 given (mapped by wsolevaluation's ``resize_bbox``), else already in the 224² frame
                 (e.g. through :meth:`tdviz.images.Preprocess.box_to_input` for a center crop).
-            preprocessed: ``cam`` is already :func:`~tdviz.wsol.boxes.wsol_scoremap`'s output.
+            preprocessed: ``cam`` is already :func:`~tdviz.wsol.scoremaps.wsol_scoremap`'s output.
             image_id: skip the image if this id was counted already.
         """
         if image_id is not None and image_id in self._seen:

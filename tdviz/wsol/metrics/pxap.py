@@ -13,7 +13,7 @@ import numpy as np
 
 from ...errors import TdvizError
 from ...imagefiles import check_pixel_budget
-from ..boxes import WSOL_SIZE, cam_threshold_grid, wsol_scoremap
+from ..scoremaps import WSOL_SIZE, cam_threshold_grid, wsol_scoremap
 from .base import Meter, MetricSpec, meter_kind, register
 
 __all__ = ["PxAPMeter", "PxAPResult", "load_gt_mask"]
@@ -89,7 +89,7 @@ class PxAPMeter(Meter):
         """Count one image.
 
         Args:
-            cam: raw class map (or :func:`~tdviz.wsol.boxes.wsol_scoremap`'s output with
+            cam: raw class map (or :func:`~tdviz.wsol.scoremaps.wsol_scoremap`'s output with
                 ``preprocessed``).
             gt_mask: bool foreground mask in the score map's frame (224², see :func:`load_gt_mask`).
             ignore_mask: bool region to leave out (its foreground pixels are kept), or ``None``.
