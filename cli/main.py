@@ -276,10 +276,10 @@ def selectivity(
         root = make_demo_split(n=images, workers=workers) / "images"
     else:
         root = data
-    modes = {getattr(m, "tdviz_preprocess", "resize_crop") for m in nets.values()}
-    if len(modes) > 1:
+    preprocs = {Preprocess.for_model(m) for m in nets.values()}
+    if len(preprocs) > 1:
         raise TdvizError("These models were trained with different preprocessing; measure them in separate calls.")
-    dataset = ImageFolderDataset(root, Preprocess(mode=modes.pop()))
+    dataset = ImageFolderDataset(root, preprocs.pop())
     results, skipped = run_selectivity(nets, dataset, layer or None, workers=workers, progress=not as_json)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)

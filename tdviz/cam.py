@@ -139,7 +139,9 @@ def normalize_maps(raw: Tensor, size: tuple[int, int]) -> Tensor:
 
 def default_layer(model: nn.Module) -> str:
     """The layer Grad-CAM usually targets: the one that feeds global pooling and the classifier."""
-    layer = getattr(model, "feature_layer", None)
+    from .models.record import model_record
+
+    layer = model_record(model).feature_layer
     if layer is None:
         raise TdvizError(f"{type(model).__name__} names no default CAM layer: pass layer=... (e.g. --layer layer4).")
     return layer

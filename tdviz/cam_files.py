@@ -57,8 +57,7 @@ def cam_files(inputs: Sequence[str], model: nn.Module, out: str | Path, steps: b
     files, problems = expand_inputs(inputs)
     if not files and not problems:
         raise TdvizError("No image was given: pass image files, folders or globs.")
-    mode = getattr(model, "tdviz_preprocess", "resize_crop")
-    pre = Preprocess(mode=mode, size=size or 224, resize=max(256, round((size or 224) * 256 / 224)))
+    pre = Preprocess.for_model(model, size=size)
     out = Path(out)
     single_file = out.suffix.lower() in (".png", ".pdf") and not out.is_dir()
     if single_file and len(files) > 1:

@@ -317,7 +317,7 @@ def suggest_model(shapes: dict[str, tuple]) -> tuple[str, dict] | None:
     options = []
     for spec in candidates:
         overrides: dict = {}
-        if lay is not None and lay.num_classes and lay.num_classes != spec.kwargs.get("num_classes", 1000):
+        if lay is not None and lay.num_classes and lay.num_classes != spec.record.num_classes:
             overrides["num_classes"] = lay.num_classes
         if spec.is_td and lay is not None and lay.td_blocks:
             for key, value in (("steps", lay.steps), ("m", lay.m), ("attention", lay.attention)):

@@ -7,7 +7,7 @@ later cells blank. A cell shows the CAM of that step's top-1 class, titled ``ste
 <class> <conf>%``; when the image has ground-truth boxes, the GT box (green) and the CAM
 box (``cam_boxes`` at 15 %, orange) are drawn and the cell's title adds the box IoU
 (best over the GT boxes, inclusive-pixel IoU as ``box_iou``). All boxes live in each
-model's own input frame (its ``tdviz_preprocess``).
+model's own input frame (its record's preprocessing).
 
 The page's item per figure: ``models`` = every model, ``class`` = the GT class name when
 known (else the last model's final prediction), ``correct`` = *every* model's final-step
@@ -132,7 +132,7 @@ def _model_row(model: nn.Module, image: np.ndarray, gt, method: str):
     """One model on one image: (view, maps [T,H,W], names, scores [T], class ids [T], gt
     boxes in frame).
     """
-    pre = Preprocess(mode=getattr(model, "tdviz_preprocess", "resize_crop"))
+    pre = Preprocess.for_model(model)
     device = next(model.parameters()).device
     cams = step_cams(
         model, pre(image)[None].to(device), method=method, classes="topk", k=1

@@ -24,6 +24,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .geometry import InputFrame
 from .imagefiles import IMAGE_SUFFIXES, ImageError, check_pixel_budget, max_pixels, walk_files
+from .models.record import IMAGENET_MEAN, IMAGENET_STD, model_record
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -35,14 +36,15 @@ __all__ = [
     "read_image",
 ]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def _resize(t: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """torchvision's tensor ``resize`` (bilinear, antialias) of a uint8 image, without importing
-    torchvision (~1 s): float32 interpolation, then rounding back to uint8, as it does."""
-    out = F.interpolate(t[None].float(), size=list(size), mode="bilinear", align_corners=False, antialias=True)
+def _resize(t: torch.Tensor, size: Sequence[int], interpolation: str = "bilinear") -> torch.Tensor:
+    """torchvision's tensor ``resize`` (antialiased bilinear or bicubic) of a uint8 image, without
+    importing torchvision (~1 s): float32 interpolation, then rounding back to uint8, as it does
+    (bicubic overshoots, so it is clamped to 0..255 first, as torchvision does)."""
+    out = F.interpolate(t[None].float(), size=list(size), mode=interpolation, align_corners=False, antialias=True)
+    if interpolation == "bicubic":
+        out = out.clamp_(0, 255)
     return out[0].round_().to(torch.uint8)
 
 
@@ -145,11 +147,29 @@ class Preprocess(InputFrame):
 
     ``mode="resize_crop"``: resize the shorter side to ``resize`` then center-crop ``size``
     (torchvision's ImageNet evaluation); ``mode="resize"``: resize to ``size`` x ``size``.
-    Bilinear with antialiasing. The box mapping between the two frames is :class:`InputFrame`'s.
+    Antialiased ``interpolation`` (bilinear or bicubic). The box mapping between the two frames is
+    :class:`InputFrame`'s. Commands build it from the model's record with :meth:`for_model`.
     """
 
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    interpolation: str = "bilinear"
+
+    @classmethod
+    def for_model(cls, model, size: int | None = None, crop: str | None = None,
+                  crop_fraction: float | None = None) -> Preprocess:
+        """The preprocessing of ``model``'s record (:class:`tdviz.models.ModelRecord`), optionally
+        at another input ``size`` (the shorter side then becomes ``round(size / crop_fraction)``,
+        timm's test-size rule), another ``crop`` ("resize_crop"/"resize") or ``crop_fraction``."""
+        rec = model_record(model)
+        size = int(size or rec.input_size)
+        fraction = crop_fraction or rec.crop_fraction
+        if not 0 < fraction <= 1:
+            from .errors import TdvizError
+
+            raise TdvizError(f"--crop-fraction {fraction} is outside (0, 1]: 0.875 (224 of 256) is the usual one.")
+        return cls(mode=crop or rec.crop, size=size, resize=max(size, rec.resize_for(size, fraction)),
+                   mean=tuple(rec.mean), std=tuple(rec.std), interpolation=rec.interpolation)
 
     def __call__(self, image: np.ndarray) -> torch.Tensor:
         """RGB uint8 [H, W, 3] -> float32 [3, size, size], normalized."""
@@ -165,7 +185,7 @@ class Preprocess(InputFrame):
         if self.mode == "resize" and tuple(t.shape[1:]) == (self.size, self.size):
             return t.contiguous()  # already the input size: resizing would only cost time
         if self.mode == "resize":
-            return _resize(t, [self.size, self.size])
+            return _resize(t, [self.size, self.size], self.interpolation)
         return self._resize_and_crop(t).contiguous()
 
     def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -193,7 +213,7 @@ class Preprocess(InputFrame):
         sx, sy, ox, oy = self.geometry(w, h)
         new_w, new_h = round(w * sx), round(h * sy)
         if new_w * new_h <= 16_000_000:
-            return _center_crop(_resize(t, [new_h, new_w]), self.size)
+            return _center_crop(_resize(t, [new_h, new_w], self.interpolation), self.size)
         short, wide = min(h, w), w > h
         long, offset = (w, ox) if wide else (h, oy)
         step = short // math.gcd(short, self.resize)  # cut points where the resized edge is a whole pixel
@@ -203,7 +223,7 @@ class Preprocess(InputFrame):
         kept = (hi - lo) * self.resize // short if hi < long else (new_w if wide else new_h) - lo * self.resize // short
         skip = int(offset) - lo * self.resize // short
         if wide:
-            t = _resize(t[:, :, lo:hi], [new_h, kept])
+            t = _resize(t[:, :, lo:hi], [new_h, kept], self.interpolation)
             return t[:, int(oy):int(oy) + self.size, skip:skip + self.size]
-        t = _resize(t[:, lo:hi, :], [kept, new_w])
+        t = _resize(t[:, lo:hi, :], [kept, new_w], self.interpolation)
         return t[:, skip:skip + self.size, int(ox):int(ox) + self.size]

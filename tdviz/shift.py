@@ -235,13 +235,13 @@ def run_shift(models: dict, samples, batch_size: int = 16, method: str = "gradca
             batch = []
             for s in usable[start:start + batch_size]:
                 try:
-                    batch.append((s, read_image(s.path)))
+                    batch.append((s, read_image(s.path, exif=False)))  # the boxes' frame
                 except ImageError as exc:
                     skipped.append(str(exc))
             for name, model in models.items():
                 if not batch:
                     break
-                pre = Preprocess(mode=getattr(model, "tdviz_preprocess", "resize_crop"))
+                pre = Preprocess.for_model(model)
                 x = torch.stack([pre(img) for _, img in batch]).to(next(model.parameters()).device)
                 gts = [np.asarray([pre.box_to_input([b[0], b[1], b[2] + 1, b[3] + 1], img.shape[1], img.shape[0])
                                    for b in s.boxes]) - np.array([0, 0, 1, 1]) for s, img in batch]

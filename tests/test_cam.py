@@ -12,6 +12,7 @@ import tdviz
 from tdviz.cam import normalize_maps, searchlight_maps, select_classes, step_cams
 from tdviz.demo.canvas import load_source, render_sample
 from tdviz.demo.dataset import to_tensor
+from tdviz.models.base import is_stepped_block
 from tdviz.models.demo_zoo import load_demo_model
 
 GRADCAM_CLASSES = {"gradcam": GradCAM, "gradcam++": GradCAMPlusPlus, "layercam": LayerCAM, "scorecam": ScoreCAM}
@@ -32,7 +33,7 @@ def model_at_step(model, step):
     """An independent 'model at step t': a copy whose last-stage TD blocks are built to stop at t."""
     ref = copy.deepcopy(model)
     for block in ref.layer4:
-        if hasattr(block, "td_steps"):
+        if is_stepped_block(block):
             block.td_steps = step
     return ref.eval()
 

@@ -36,7 +36,7 @@ def run_demo(images: int = 2000, models: list[str] | None = None, out: str | Pat
     split = make_demo_split(n=images, workers=workers)
     torch.set_num_threads(max(torch.get_num_threads(), 1))
     zoo = {n: load_demo_model(n) for n in names}
-    dataset = ImageFolderDataset(split / "images", Preprocess(mode="resize"))
+    dataset = ImageFolderDataset(split / "images", Preprocess.for_model(next(iter(zoo.values()))))
     accuracy = evaluate_classification(zoo, dataset, workers=workers, progress=progress)
     out_dir = Path(out) if out else split / "results"
     out_dir.mkdir(parents=True, exist_ok=True)

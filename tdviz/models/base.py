@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from .td import is_stepped_block
 
-def is_stepped_block(module: nn.Module) -> bool:
-    """A block that accepts ``steps=`` (a TD block) carries its own ``td_steps``."""
-    return hasattr(module, "td_steps")
+__all__ = ["SteppedModel", "is_stepped_block", "model_num_classes"]
+
+
 
 
 def model_num_classes(model: nn.Module) -> int | None:

@@ -41,8 +41,7 @@ from torch import Tensor, nn
 
 from .base import SteppedModel
 from .registry import ModelSpec, register
-from .resnet import TDConfig
-from .td import TDAttention, check_steps
+from .td import TDAttention, TDBlock, TDConfig, check_steps
 
 #: Feedback distances the authors' ConvNeXt TD block implements.
 CONVNEXT_M = (1, 2)
@@ -56,7 +55,7 @@ class LayerNorm2d(nn.LayerNorm):
         return x.permute(0, 3, 1, 2)
 
 
-class Block(nn.Module):
+class Block(TDBlock):
     """ConvNeXt block: dwconv 7x7 -> LayerNorm -> pwconv1 -> GELU -> pwconv2 -> gamma, + input.
 
     With ``td`` it is a TD block (see the module docstring); ``forward(x, steps=t)`` runs t <= T steps.
@@ -102,7 +101,7 @@ class Block(nn.Module):
     def forward(self, x: Tensor, steps: int | None = None) -> Tensor:
         shortcut = x
         x = self.norm(self.dwconv(x).permute(0, 2, 3, 1))  # (N, C, H, W) -> (N, H, W, C)
-        if not hasattr(self, "td_steps"):
+        if self.td_steps is None:
             x = self.pwconv2(self.act(self.pwconv1(x)))
         else:
             steps = check_steps(steps, self.td_steps, type(self).__name__)

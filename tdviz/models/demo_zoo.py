@@ -13,15 +13,20 @@ from pathlib import Path
 import torch
 
 from ..errors import TdvizError
+from .record import ModelRecord
 from .registry import ModelSpec, create_model, register
-from .resnet import ResNet, TDConfig
+from .resnet import ResNet
+from .td import TDConfig
 
-DEMO_ARCH = {"block": "bottleneck", "layers": (2, 2, 2, 2), "widths": (16, 32, 64, 128), "stem_width": 24, "num_classes": 10}
+DEMO_ARCH = {"block": "bottleneck", "layers": (2, 2, 2, 2), "widths": (16, 32, 64, 128), "stem_width": 24}
 DEMO_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                 "Ankle boot")
 #: buffers computed at build time (FCA's DCT filters): not shipped, taken from the built model
 DERIVED_BUFFER = ".dct_weight"
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "data" / "demo_zoo"
+
+#: trained on whole 224 x 224 canvases (no crop), ImageNet normalization
+DEMO_RECORD = ModelRecord(crop="resize", num_classes=len(DEMO_CLASSES), class_names=DEMO_CLASSES)
 
 _TD_AT = {2: range(64), 3: range(64)}
 DEMO_MODELS = {
@@ -36,7 +41,7 @@ DEMO_MODELS = {
 
 for _name, (_kwargs, _td, _desc) in DEMO_MODELS.items():
     register(ModelSpec(_name, ResNet, {**DEMO_ARCH, **_kwargs}, _td, f"{_desc}; cluttered Fashion-MNIST",
-                       class_names=DEMO_CLASSES, preprocess="resize"))
+                       record=DEMO_RECORD))
 
 
 def demo_weights_path(name: str) -> Path:

@@ -40,8 +40,7 @@ from torch import Tensor, nn
 
 from .base import SteppedModel
 from .registry import ModelSpec, register
-from .resnet import TDConfig
-from .td import TDAttention, check_steps, per_step_norms, run_td_passes
+from .td import TDAttention, TDBlock, TDConfig, check_steps, per_step_norms, run_td_passes
 
 #: (in, kernel, expanded, out, use_se, activation, stride) of torchvision's mobilenet_v3_large.
 LARGE_CONFIG = (
@@ -80,7 +79,7 @@ def _make_divisible(v: float, divisor: int = 8, min_value: int | None = None) ->
 _norm = partial(nn.BatchNorm2d, eps=0.001, momentum=0.01)
 
 
-class InvertedResidual(nn.Module):
+class InvertedResidual(TDBlock):
     """torchvision's MobileNetV3 InvertedResidual (same attribute names), optionally a TD block."""
 
     def __init__(self, in_ch: int, kernel: int, expanded: int, out_ch: int, use_se: bool, activation: str,
@@ -149,7 +148,7 @@ class InvertedResidual(nn.Module):
         return x, bottom
 
     def forward(self, x: Tensor, steps: int | None = None) -> Tensor:
-        if not hasattr(self, "td_steps"):
+        if self.td_steps is None:
             result = self.block(x)
             if self.use_res_connect:
                 result += x

@@ -1,4 +1,5 @@
-"""Model names -> builders, with overrides (``steps=``, ``m=``, ``attention=``, ``num_classes=`` ...)."""
+"""Model names -> builders and records, with overrides (``steps=``, ``m=``, ``attention=``,
+``num_classes=`` ...). Each model family registers its own names (this module imports none)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from dataclasses import dataclass, field, replace
 from torch import nn
 
 from ..errors import TdvizError
-from .resnet import ResNet, TDConfig
+from .record import ModelRecord
+from .td import TDConfig
 
 #: Overrides that change the TD settings of a TD model.
 TD_OVERRIDES = ("steps", "m", "attention", "reduction", "order")
@@ -18,20 +20,23 @@ TD_OVERRIDES = ("steps", "m", "attention", "reduction", "order")
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A registered model: its builder, default arguments and a one-line description."""
+    """A registered model: its builder, default arguments, TD settings, a one-line description
+    and its :class:`~tdviz.models.record.ModelRecord` (input, classes, feature layer)."""
 
     name: str
     builder: Callable[..., nn.Module]
     kwargs: dict = field(default_factory=dict)
     td: TDConfig | None = None
     description: str = ""
-    class_names: tuple[str, ...] | None = None
-    #: how inputs are prepared: "resize_crop" (Resize 256 + CenterCrop 224, ImageNet) or "resize" (224²)
-    preprocess: str = "resize_crop"
+    record: ModelRecord = field(default_factory=ModelRecord)
 
     @property
     def is_td(self) -> bool:
         return self.td is not None
+
+    @property
+    def class_names(self) -> tuple[str, ...] | None:
+        return self.record.class_names
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -83,42 +88,11 @@ def create_model(name: str, **overrides) -> nn.Module:
             f"{', '.join(sorted(allowed | set(TD_OVERRIDES if spec.is_td else ())))}."
         )
     kwargs.update(overrides)
+    if "num_classes" in allowed and "num_classes" not in kwargs:
+        kwargs["num_classes"] = spec.record.num_classes  # the record is where the class count lives
     model = spec.builder(**kwargs)
     model.tdviz_name = name
-    model.tdviz_preprocess = spec.preprocess
-    if spec.class_names is not None and "num_classes" not in overrides:
-        model.class_names = list(spec.class_names)
+    model.tdviz_record = spec.record.for_built(model)
+    if model.tdviz_record.class_names is not None:
+        model.class_names = list(model.tdviz_record.class_names)
     return model
-
-
-_DEPTHS = {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)), 50: ("bottleneck", (3, 4, 6, 3)),
-           101: ("bottleneck", (3, 4, 23, 3))}
-_ALL_L3_L4 = {2: range(64), 3: range(64)}
-#: The authors' ResNet101 TD placement: 10 alternating blocks of layer3 (past-depth indices ignored) + layer4.
-R101_L3_BLOCKS = (0, 1, 2, 8, 13, 18, 22, 23, 24, 25)
-
-
-def _register_resnets() -> None:
-    for depth, (block, layers) in _DEPTHS.items():
-        base = {"block": block, "layers": layers}
-        register(ModelSpec(f"resnet{depth}", ResNet, base, description=f"ResNet{depth} (torchvision layout)"))
-        for kind, label in (("se", "SE"), ("cbam", "CBAM"), ("eca", "ECA"), ("fca", "FCA-TS (top-16 DCT)")):
-            register(ModelSpec(f"resnet{depth}_{kind}", ResNet, {**base, "attention": kind},
-                               description=f"ResNet{depth} + {label} in every block"))
-        td_at = {2: R101_L3_BLOCKS, 3: range(64)} if depth == 101 else _ALL_L3_L4
-        td_kwargs = {**base, "td_blocks": td_at}
-        m_default = 1 if block == "bottleneck" else 2
-        m_top = 3 if block == "bottleneck" else 2
-        register(ModelSpec(f"resnet{depth}_tdjoint", ResNet, td_kwargs, TDConfig(2, m_default, "joint"),
-                           f"TD-ResNet{depth}, joint attention (t=2, m={m_default})"))
-        register(ModelSpec(f"resnet{depth}_tdtop", ResNet, td_kwargs, TDConfig(2, m_top, "top"),
-                           f"TD-ResNet{depth}, top attention (t=2, m={m_top})"))
-        if block == "bottleneck":
-            register(ModelSpec(f"resnet{depth}_tdtop_m1", ResNet, td_kwargs, TDConfig(2, 1, "top"),
-                               f"TD-ResNet{depth}, top attention (t=2, m=1)"))
-    register(ModelSpec("resnet101_tdjoint_l4", ResNet, {"block": "bottleneck", "layers": _DEPTHS[101][1],
-                                                        "td_blocks": {3: range(64)}},
-                       TDConfig(2, 1, "joint"), "TD-ResNet101, joint attention (t=2, m=1), layer4 only"))
-
-
-_register_resnets()

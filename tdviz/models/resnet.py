@@ -7,17 +7,17 @@ the authors' ``timm_td_resnet.py``: per-step BatchNorms ``bn<i>_<k>`` then ``RA_
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from .attention import make_attention
 from .base import SteppedModel
-from .td import (
-    ATTENTIONS,
-    ORDERS,
+from .registry import ModelSpec, register
+from .td import (  # TDConfig re-exported: its old home
     TDAttention,
+    TDBlock,
+    TDConfig,
     check_steps,
     norm_at,
     per_step_norms,
@@ -25,28 +25,7 @@ from .td import (
 )
 
 
-@dataclass(frozen=True)
-class TDConfig:
-    """Settings of the TD blocks of a model: T steps, feedback distance m, joint/top attention."""
-
-    steps: int = 2
-    m: int = 1
-    attention: str = "joint"
-    reduction: int = 16
-    order: str = "channel->spatial"
-
-    def validate(self, max_m: int, block: str) -> None:
-        if self.steps < 1:
-            raise ValueError(f"steps={self.steps}: a TD block needs at least 1 computation step.")
-        if not 0 <= self.m <= max_m:
-            raise ValueError(f"m={self.m}: a {block} supports feedback distance 0..{max_m}.")
-        if self.attention not in ATTENTIONS:
-            raise ValueError(f"attention={self.attention!r} is not one of {ATTENTIONS}.")
-        if self.order not in ORDERS:
-            raise ValueError(f"order={self.order!r} is not one of {ORDERS}.")
-
-
-class _TDResidual(nn.Module):
+class _TDResidual(TDBlock):
     """Shared step loop of TD residual blocks.
 
     Subclasses define ``_convs`` (the (conv, bn-name, has-activation) chain of the residual branch)
@@ -83,7 +62,7 @@ class _TDResidual(nn.Module):
         top, bottom = self._chain(x, 0, 0)
         if getattr(self, "attn", None) is not None:
             top = self.attn(top)
-        if hasattr(self, "td_steps"):
+        if self.td_steps is not None:
             steps = check_steps(steps, self.td_steps, type(self).__name__)
             start = len(self._convs) - self.td_m
             top = run_td_passes(self, top, bottom, steps, lambda b, k: self._chain(b, start, k)[0])
@@ -222,3 +201,36 @@ class ResNet(SteppedModel):
         """Name of the layer that feeds global pooling + the linear head (Grad-CAM's usual target)."""
         last = getattr(self, f"layer{self.num_stages}")
         return f"layer{self.num_stages}.{len(last) - 1}"
+
+
+_DEPTHS = {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)), 50: ("bottleneck", (3, 4, 6, 3)),
+           101: ("bottleneck", (3, 4, 23, 3))}
+_ALL_L3_L4 = {2: range(64), 3: range(64)}
+#: The authors' ResNet101 TD placement: 10 alternating blocks of layer3 (past-depth indices ignored) + layer4.
+R101_L3_BLOCKS = (0, 1, 2, 8, 13, 18, 22, 23, 24, 25)
+
+
+def _register_resnets() -> None:
+    for depth, (block, layers) in _DEPTHS.items():
+        base = {"block": block, "layers": layers}
+        register(ModelSpec(f"resnet{depth}", ResNet, base, description=f"ResNet{depth} (torchvision layout)"))
+        for kind, label in (("se", "SE"), ("cbam", "CBAM"), ("eca", "ECA"), ("fca", "FCA-TS (top-16 DCT)")):
+            register(ModelSpec(f"resnet{depth}_{kind}", ResNet, {**base, "attention": kind},
+                               description=f"ResNet{depth} + {label} in every block"))
+        td_at = {2: R101_L3_BLOCKS, 3: range(64)} if depth == 101 else _ALL_L3_L4
+        td_kwargs = {**base, "td_blocks": td_at}
+        m_default = 1 if block == "bottleneck" else 2
+        m_top = 3 if block == "bottleneck" else 2
+        register(ModelSpec(f"resnet{depth}_tdjoint", ResNet, td_kwargs, TDConfig(2, m_default, "joint"),
+                           f"TD-ResNet{depth}, joint attention (t=2, m={m_default})"))
+        register(ModelSpec(f"resnet{depth}_tdtop", ResNet, td_kwargs, TDConfig(2, m_top, "top"),
+                           f"TD-ResNet{depth}, top attention (t=2, m={m_top})"))
+        if block == "bottleneck":
+            register(ModelSpec(f"resnet{depth}_tdtop_m1", ResNet, td_kwargs, TDConfig(2, 1, "top"),
+                               f"TD-ResNet{depth}, top attention (t=2, m=1)"))
+    register(ModelSpec("resnet101_tdjoint_l4", ResNet, {"block": "bottleneck", "layers": _DEPTHS[101][1],
+                                                        "td_blocks": {3: range(64)}},
+                       TDConfig(2, 1, "joint"), "TD-ResNet101, joint attention (t=2, m=1), layer4 only"))
+
+
+_register_resnets()

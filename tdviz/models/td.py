@@ -29,6 +29,42 @@ ATTENTIONS = ("joint", "top")
 ORDERS = ("channel->spatial", "spatial->channel", "parallel", "channel", "spatial")
 
 
+@dataclass(frozen=True)
+class TDConfig:
+    """Settings of the TD blocks of a model: T steps, feedback distance m, joint/top attention."""
+
+    steps: int = 2
+    m: int = 1
+    attention: str = "joint"
+    reduction: int = 16
+    order: str = "channel->spatial"
+
+    def validate(self, max_m: int, block: str) -> None:
+        if self.steps < 1:
+            raise ValueError(f"steps={self.steps}: a TD block needs at least 1 computation step.")
+        if not 0 <= self.m <= max_m:
+            raise ValueError(f"m={self.m}: a {block} supports feedback distance 0..{max_m}.")
+        if self.attention not in ATTENTIONS:
+            raise ValueError(f"attention={self.attention!r} is not one of {ATTENTIONS}.")
+        if self.order not in ORDERS:
+            raise ValueError(f"order={self.order!r} is not one of {ORDERS}.")
+
+
+class TDBlock(nn.Module):
+    """The contract every family's TD-capable block keeps: ``td_steps`` is its T (``None``: built
+    without TD, a plain block), ``td_m`` its feedback distance, and ``forward(x, steps=None)`` runs
+    ``steps`` computation steps (default T). :class:`~tdviz.models.base.SteppedModel` re-runs the
+    blocks for which :func:`is_stepped_block` holds."""
+
+    td_steps: int | None = None
+    td_m: int | None = None
+
+
+def is_stepped_block(module: nn.Module) -> bool:
+    """Whether ``module`` is a TD block built with TD (see :class:`TDBlock`)."""
+    return isinstance(module, TDBlock) and module.td_steps is not None
+
+
 @dataclass
 class TDPass:
     """What one attention pass of a TD block computed.

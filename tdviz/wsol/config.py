@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from .metrics import MetricOptions
 
@@ -20,7 +20,9 @@ class WsolConfig:
 
     ``metrics``: metrics to measure beyond the default ones (names of
     :data:`tdviz.wsol.metrics.METRICS`); ``decode``: where JPEGs are decoded (``auto``: on the GPU
-    when the models are on one); ``precision``: ``fp32``, or ``bf16`` (autocast, channels-last).
+    when the models are on one); ``precision``: ``fp32``, or ``bf16`` (autocast, channels-last);
+    ``inputs``: per model label, the cam protocol's input frame ``(mode, size, resize)`` when it is
+    not the model record's (``tdviz resolution``'s test sizes).
     """
 
     protocols: tuple[str, ...] = PROTOCOLS
@@ -34,6 +36,7 @@ class WsolConfig:
     metrics: tuple[str, ...] = ()
     decode: str = "auto"
     precision: str = "fp32"
+    inputs: dict[str, tuple[str, int, int]] = field(default_factory=dict)
 
     def identity_options(self, device_type: str = "cpu") -> dict:
         """The options that change a number: :meth:`to_dict` without batch size and limit."""
@@ -48,9 +51,11 @@ class WsolConfig:
         uses none of them writes the results.json it always wrote."""
         d = asdict(self)
         d["decode"] = self.decoder(device_type)
-        for key, default in (("metrics", ()), ("decode", "cpu"), ("precision", "fp32")):
+        for key, default in (("metrics", ()), ("decode", "cpu"), ("precision", "fp32"), ("inputs", {})):
             if d[key] in (default, list(default) if isinstance(default, tuple) else default):
                 d.pop(key)
+        if "inputs" in d:
+            d["inputs"] = {k: list(v) for k, v in sorted(d["inputs"].items())}
         return d
 
     def decoder(self, device_type: str) -> str:

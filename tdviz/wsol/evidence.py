@@ -84,6 +84,8 @@ class ModelPart:
         boxes or found here from the packed masks."""
         if self.cam_boxes is not None:
             return np.asarray(self.cam_boxes)
+        if self.cam_masks is None:  # classification only: no map, so no box
+            return np.full((*self.class_ids.shape, 4), -1, np.int64)
         h, w = self.size
         packed = self.cam_masks
         out = np.full((*packed.shape[:3], 4), -1, np.int64)

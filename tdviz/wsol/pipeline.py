@@ -18,8 +18,9 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -31,7 +32,7 @@ from ..geometry import InputFrame
 from ..images import Preprocess
 from ..models.base import model_num_classes
 from ..progress import image_progress
-from ..steps import most_confident_step
+from ..steps import most_confident_step, run_steps
 from .components import gradcam_rule_boxes, gradcam_rule_masks
 from .config import DECODERS, PRECISIONS, WsolConfig
 from .evidence import ImageEntry, ModelPart
@@ -40,7 +41,7 @@ from .loader import Batch, cpu_batches
 from .metrics import make_metrics
 from .results import add_rows, results_of, write_results
 from .runstate import OutputLock, RunIdentity, RunProgress, append_text, run_identity
-from .scoremaps import cam_threshold_grid
+from .scoremaps import WSOL_SIZE, cam_threshold_grid
 
 __all__ = ["WsolRun", "box_pool"]
 
@@ -112,6 +113,8 @@ class WsolRun:
         self.save_maps = Path(save_maps) if save_maps else None
         self.samples, self._unfit = self._fitting(dataset.samples[: config.limit] if config.limit else dataset.samples)
         self.has_masks = any(s.mask_paths for s in self.samples)
+        # without a GT box anywhere the cam protocol measures classification only: no maps needed
+        self.has_boxes = any(len(s.boxes) for s in self.samples)
         self.device = next(next(iter(models.values())).parameters()).device
         self.progress = RunProgress(self.out, identity or run_identity(models, dataset, config),
                                     config.to_dict(self.device.type))
@@ -172,12 +175,18 @@ class WsolRun:
                     self.pool.shutdown(cancel_futures=True)
 
     def _preprocs(self) -> dict[str, Preprocess]:
+        """Per protocol and model label, its input: the cam protocol's from the model's record (or
+        the run's ``inputs``), the wsol protocol's wsolevaluation's plain resize to 224²."""
         preprocs = {}
         for name, model in self.models.items():
             if "cam" in self.cfg.protocols:
-                preprocs[f"cam:{name}"] = Preprocess(mode=getattr(model, "tdviz_preprocess", "resize_crop"))
+                pre = Preprocess.for_model(model)
+                if name in self.cfg.inputs:
+                    mode, size, resize = self.cfg.inputs[name]
+                    pre = replace(pre, mode=mode, size=int(size), resize=int(resize))
+                preprocs[f"cam:{name}"] = pre
             if "wsol" in self.cfg.protocols:
-                preprocs[f"wsol:{name}"] = Preprocess(mode="resize")
+                preprocs[f"wsol:{name}"] = Preprocess.for_model(model, size=WSOL_SIZE, crop="resize")
         return preprocs
 
     def _batches(self, todo: list[Sample], preprocs, workers: int):
@@ -234,36 +243,50 @@ class WsolRun:
             launched.parts.append((start, len(chunk.images), work))
         return launched
 
-    def _cams(self, model, x, labels):
+    def _cams(self, model, x, labels, maps: bool = True):
+        """step_cams of the top-k classes and the labels; ``maps=False``: their classes, scores and
+        the logits only (one forward, no maps)."""
         if self.cfg.precision == "bf16":
             x = x.contiguous(memory_format=torch.channels_last)
             ctx = torch.autocast(x.device.type, dtype=torch.bfloat16)
         else:
             ctx = contextlib.nullcontext()
         with ctx:
-            return step_cams(model, x, layer=self.cfg.layer, method=self.cfg.method, classes="topk", k=self.cfg.topk,
-                             append_labels=labels, normalize=False)
+            if maps:
+                return step_cams(model, x, layer=self.cfg.layer, method=self.cfg.method, classes="topk",
+                                 k=self.cfg.topk, append_labels=labels, normalize=False)
+            with torch.no_grad():
+                logits = run_steps(model, x).logits
+        cls = torch.cat([logits.topk(self.cfg.topk, -1).indices,
+                         labels.reshape(-1, 1, 1).expand(-1, logits.shape[1], 1)], 2)
+        return SimpleNamespace(logits=logits, class_ids=cls, scores=logits.float().softmax(-1).gather(2, cls), raw=None,
+                               maps=None, layer=self.cfg.layer)
 
     def _model_part(self, name, model, stacked, labels, preprocs) -> ModelPart:
         """One model on one batch: classes, scores and boxes (or masks) of the cam protocol, the GT
         class's raw map of the wsol protocol, the most confident step; all on the host."""
         device = next(model.parameters()).device
         cams_of: dict[str, object] = {}
-        for proto in self.cfg.protocols:
+        need = {p: p == "wsol" or self.has_boxes or self.save_maps is not None for p in self.cfg.protocols}
+        for proto in sorted(self.cfg.protocols, key=lambda p: not need[p]):  # with maps first: shareable
             key = f"{proto}:{name}"
             same = next((p for p in cams_of if preprocs[f"{p}:{name}"] == preprocs[key]), None)
-            if same is not None:
+            if same is not None and (need[same] or not need[proto]):
                 cams_of[proto] = cams_of[same]
                 continue
             x = preprocs[key].normalize(stacked[key].to(device, non_blocking=True))
-            cams_of[proto] = self._cams(model, x, labels.to(device))
+            cams_of[proto] = self._cams(model, x, labels.to(device), need[proto])
+        cams_of = {p: cams_of[p] for p in self.cfg.protocols}  # the protocols' order: "first" below
         first = next(iter(cams_of.values()))
-        pre = preprocs.get(f"cam:{name}", Preprocess())
+        pre = preprocs.get(f"cam:{name}") or Preprocess.for_model(model)
         frame = InputFrame(pre.mode, pre.size, pre.resize)  # what workers need of it, without torch
         part = ModelPart(first.logits.shape[1], frame, (pre.size, pre.size),
                          most_confident_step(first.logits.float())[0].cpu().numpy() - 1)  # index
         cam = cams_of.get("cam")
-        if cam is not None:
+        if cam is not None and cam.raw is None and cam.maps is None:  # classification only
+            part.class_ids = cam.class_ids.cpu().numpy()
+            part.scores = cam.scores.float().cpu().numpy()
+        elif cam is not None:
             maps, normalized = (cam.raw, False) if cam.raw is not None else (cam.maps, True)
             maps = maps.float()
             part.class_ids = cam.class_ids.cpu().numpy()
