@@ -1,0 +1,95 @@
+"""What a `tdviz resolution` sweep costs against the models' own time at those sizes.
+
+    python -m benchmarks.bench_resolution --device cuda --images 2048 --batch 128
+    python -m benchmarks.bench_resolution --images 24 --batch 8            # the 2-core CPU
+
+On bench_wsol's photo-like 500x375 JPEGs (classification only, as `tdviz resolution --data`
+without boxes): the whole sweep (decoding each image once, every size made from it on the device,
+the models, counting) against the models alone on the same images already preprocessed to every
+size (``run_steps``, same batches; median of ``--repeats``). The target is a ratio <= 1.3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+
+def main() -> None:
+    import torch
+
+    import tdviz
+    from benchmarks.bench_wsol import make_images
+    from tdviz.datasets import load_dataset
+    from tdviz.images import Preprocess, read_image
+    from tdviz.resolution import parse_sizes, run_resolution
+    from tdviz.wsol.config import WsolConfig
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="resnet50_tdjoint")
+    p.add_argument("--images", type=int, default=24)
+    p.add_argument("--sizes", default="168:448:28")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--out", default=None)
+    args = p.parse_args()
+    sizes = parse_sizes(args.sizes)
+    torch.manual_seed(0)
+    model = tdviz.create_model(args.model).to(args.device).eval()
+    sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        index = make_images(root, args.images, "photo", procs=os.cpu_count() or 1)
+        data = load_dataset(root / "xml", images_root=root / "images", class_index=index)
+        data = replace(data, samples=[replace(s, boxes=np.zeros((0, 4)), box_labels=np.zeros(0, np.int64))
+                                      for s in data.samples])
+        decoded = [read_image(s.path, exif=False) for s in data.samples]
+        alone = {}
+        for size in sizes:
+            pre = Preprocess.for_model(model, size=size)
+            x = torch.stack([pre(img) for img in decoded])
+            times = []
+            for _ in range(args.repeats):
+                sync()
+                start = time.perf_counter()
+                with torch.no_grad():
+                    for i in range(0, len(x), args.batch):
+                        tdviz.run_steps(model, x[i:i + args.batch].to(args.device))
+                sync()
+                times.append(time.perf_counter() - start)
+            alone[size] = statistics.median(times)
+        cfg = WsolConfig(batch_size=args.batch, topk=5)
+        walls = []
+        for rep in range(args.repeats):
+            start = time.perf_counter()
+            run_resolution({args.model: model}, data, root / f"run{rep}", sizes, cfg, workers=args.workers,
+                           progress=False, plot=False)
+            sync()
+            walls.append(time.perf_counter() - start)
+    models_s = sum(alone.values())
+    sweep = statistics.median(walls)
+    result = {"model": args.model, "images": args.images, "sizes": list(sizes), "batch": args.batch,
+              "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else
+              (platform.processor() or "cpu"), "cores": os.cpu_count(), "workers": args.workers,
+              "models_alone_s_per_size": {str(k): round(v, 3) for k, v in alone.items()},
+              "models_alone_s": round(models_s, 2), "sweep_s_median": round(sweep, 2),
+              "sweep_s_runs": [round(w, 2) for w in walls], "ratio": round(sweep / models_s, 3), "limit": 1.3}
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
