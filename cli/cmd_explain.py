@@ -29,6 +29,12 @@ def cam(
     size: int = typer.Option(None, min=32, max=4096, help="Input size (default 224; Resize 256 + CenterCrop 224)."),
     out: str = typer.Option("tdviz_cam", help="Output folder, or a .png/.pdf file name for a single image."),
     save_maps: bool = typer.Option(False, "--save-maps", help="Also write each image's maps (npz)."),
+    diff: bool = typer.Option(False, "--diff", help="Add the change between steps (step t+1 - step t) beside the maps."),
+    searchlight: bool = typer.Option(False, "--searchlight", help="Also draw the searchlight maps A_t of TD blocks "
+                                     "(a second figure, NAME_searchlight)."),
+    block: list[str] = typer.Option(None, "--block", help="TD block(s) for --searchlight (default: those of the "
+                                    "last stage), e.g. layer4.1."),
+    colorbar: bool = typer.Option(True, "--colorbar/--no-colorbar", help="Draw the colour bar of the maps."),
     as_json: bool = typer.Option(False, "--json", help="Print classes, scores and written files as JSON."),
 ) -> None:
     """Grad-CAM (or any grad-cam method) at every computation step: the paper's Fig. 4 for your images."""
@@ -42,7 +48,8 @@ def cam(
         names = class_names_for(net, net.fc.out_features if hasattr(net, "fc") else len(getattr(net, "class_names", [])))
         chosen = [resolve_class(c, names) for c in class_]
     run = cam_files(images, net, out, steps=steps, method=method, topk=topk, layer=layer, size=size,
-                    save_maps=save_maps, classes=chosen, title=getattr(net, "tdviz_name", ""))
+                    save_maps=save_maps, classes=chosen, title=getattr(net, "tdviz_name", ""), diff=diff,
+                    searchlight=searchlight, blocks=block, colorbar=colorbar)
     if as_json:
         print(json.dumps({"model": note, **run.to_dict()}, indent=2))
     else:

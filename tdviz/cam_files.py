@@ -11,12 +11,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .cam import step_cams
+from .cam import searchlight_maps, step_cams
 from .classnames import class_names_for
 from .errors import TdvizError
+from .figures import StepRow, save_figure, searchlight_figure, step_grid_figure
 from .images import ImageError, Preprocess, expand_inputs, read_image
 from .outputs import safe_name, unique_names, with_ext
-from .viz import model_view, step_figure
+from .viz import model_view
 
 
 @dataclass
@@ -46,18 +47,25 @@ class CamRun:
 
 def cam_files(inputs: Sequence[str], model: nn.Module, out: str | Path, steps: bool = True, method: str = "gradcam",
               topk: int = 1, layer: str | None = None, size: int | None = None, save_maps: bool = False,
-              batch_size: int = 8, classes: Sequence[int] | None = None, title: str = "") -> CamRun:
+              batch_size: int = 8, classes: Sequence[int] | None = None, title: str = "", diff: bool = False,
+              searchlight: bool = False, blocks: Sequence[str] | None = None, colorbar: bool = True) -> CamRun:
     """Per-step CAM figures (PNG + PDF) for every image in ``inputs`` (files, folders, globs).
 
     ``out`` is a folder, or, for a single image, a ``.png``/``.pdf`` file name (both files are
     written next to each other). Output names keep the whole input name (``cat.1.jpg`` ->
     ``cat.1_cam.png``); inputs with equal names get ``-2``, ``-3``... Unreadable inputs are
-    reported in ``problems`` and the others still come out.
+    reported in ``problems`` and the others still come out. ``diff`` adds the change between
+    steps beside the maps; ``searchlight`` writes a second figure, ``<name>_searchlight``, with the
+    searchlight maps A_t of the TD ``blocks`` (default: every TD block of the last stage).
     """
     files, problems = expand_inputs(inputs)
     if not files and not problems:
         raise TdvizError("No image was given: pass image files, folders or globs.")
     pre = Preprocess.for_model(model, size=size)
+    if searchlight and getattr(model, "num_steps", 1) < 2:
+        name = getattr(model, "tdviz_name", type(model).__name__)
+        raise TdvizError(f"{name} has one computation step, so no searchlight: --searchlight needs a TD model "
+                         "(e.g. demo_resnet_tdjoint).")
     out = Path(out)
     single_file = out.suffix.lower() in (".png", ".pdf") and not out.is_dir()
     if single_file and len(files) > 1:
@@ -75,14 +83,17 @@ def cam_files(inputs: Sequence[str], model: nn.Module, out: str | Path, steps: b
             run.problems.append(str(exc))
         if len(loaded) == batch_size:
             _process(loaded, model, pre, out, single_file, steps, method, topk, layer, save_maps, classes, title, run,
-                     device)
+                     device, (diff, searchlight, blocks, colorbar))
             loaded = []
     if loaded:
-        _process(loaded, model, pre, out, single_file, steps, method, topk, layer, save_maps, classes, title, run, device)
+        _process(loaded, model, pre, out, single_file, steps, method, topk, layer, save_maps, classes, title, run, device,
+                 (diff, searchlight, blocks, colorbar))
     return run
 
 
-def _process(batch, model, pre, out, single_file, steps, method, topk, layer, save_maps, classes, title, run, device):
+def _process(batch, model, pre, out, single_file, steps, method, topk, layer, save_maps, classes, title, run, device,
+             looks):
+    diff, searchlight, blocks, colorbar = looks
     x = torch.stack([pre(img) for _, _, img in batch]).to(device)
     which = list(classes) if classes else "topk"
     cams = step_cams(model, x, layer=layer, method=method, classes=which, k=topk)
@@ -97,7 +108,17 @@ def _process(batch, model, pre, out, single_file, steps, method, topk, layer, sa
         scores = cams.scores[i, t_sel].cpu().numpy()
         labels = [[names[c] for c in row] for row in ids]
         head = f"{path.name} | {title} | {cams.method} @ {cams.layer}" if title else f"{path.name} | {cams.method} @ {cams.layer}"
-        figures = step_figure(model_view(img, pre), maps, labels, scores, head, base, step_numbers=shown)
+        view = model_view(img, pre)
+        final = len(shown) == 1 and total > 1
+        rows = [StepRow(f"top-{k + 1}" if not classes else labels[0][k], view, maps[:, k],
+                        [f"step {s}{' (final)' if final else ''}: {labels[j][k]}\n{100 * float(scores[j, k]):.1f}%"
+                         for j, s in enumerate(shown)]) for k in range(maps.shape[1])]
+        fig = step_grid_figure(rows, head, step_numbers=shown, diff=diff, colorbar=colorbar)
+        figures = save_figure(fig, base)
+        if searchlight:
+            figures += _searchlight(model, x[i:i + 1], blocks, view, cams.maps[i, :, 0].cpu().numpy(),
+                                    [f"CAM step {t + 1}: {names[c]}" for t, c in enumerate(cams.class_ids[i, :, 0].tolist())],
+                                    head, Path(f"{base}_searchlight"))
         maps_file = None
         if save_maps:
             maps_file = str(with_ext(base, "npz"))
@@ -109,3 +130,24 @@ def _process(batch, model, pre, out, single_file, steps, method, topk, layer, sa
                                     "preprocess": asdict(pre), "class_names": names}))
         run.records.append(CamRecord(str(path), shown, labels, ids.tolist(), np.round(scores, 4).tolist(),
                                      [str(f) for f in figures], maps_file))
+
+
+def _searchlight(model, x, blocks, view, cams, cam_titles, head, stem) -> list[Path]:
+    """The searchlight figure of one image (see :func:`cam_files`)."""
+    with torch.no_grad():
+        found = searchlight_maps(model, x, size=tuple(x.shape[-2:]))
+    if not found:
+        name = getattr(model, "tdviz_name", type(model).__name__)
+        raise TdvizError(f"{name} has no TD block with a spatial searchlight: --searchlight needs a TD model "
+                         "(e.g. demo_resnet_tdjoint).")
+    if blocks:
+        unknown = [b for b in blocks if b not in found]
+        if unknown:
+            raise TdvizError(f"--block {unknown[0]!r} is not a TD block of this model; its TD blocks are "
+                             f"{', '.join(found)}.")
+        chosen = list(blocks)
+    else:
+        stage = max(found, key=lambda n: n.split(".")[0]).split(".")[0]
+        chosen = [n for n in found if n.split(".")[0] == stage]
+    maps = {n: found[n][0].cpu().numpy() for n in chosen}
+    return save_figure(searchlight_figure(view, maps, cams, cam_titles, head), stem)

@@ -49,6 +49,7 @@ class Dom(HTMLParser):
     def __init__(self, text: str):
         super().__init__()
         self.cards, self.html_attrs, self.body_attrs, self.count, self.imgs = [], {}, {}, "", 0
+        self.dialogs = {}
         self._in_count = False
         self.feed(text)
 
@@ -60,8 +61,13 @@ class Dom(HTMLParser):
             self.body_attrs = a
         elif tag == "article" and "card" in a.get("class", ""):
             self.cards.append(a)
-        elif tag == "img" and self.cards and a.get("id") != "lb-img":
+            a["rows"] = []
+        elif tag == "tr" and "data-model" in a and self.cards:
+            self.cards[-1]["rows"].append(a)
+        elif tag == "img" and self.cards:
             self.imgs += 1
+        elif a.get("id") in ("cmp-pic-a", "cmp-pic-b", "zoom", "compare"):
+            self.dialogs[a["id"]] = a
         self._in_count = a.get("id") == "count"
 
     def handle_data(self, data):
@@ -75,29 +81,33 @@ class Dom(HTMLParser):
 
 @pytest.fixture(scope="module")
 def gallery(tmp_path_factory):
+    """A page of six hostile cards: labels that try to break out of HTML and JSON, a space in a
+    folder name, two models of which one has two steps."""
     out = tmp_path_factory.mktemp("gallery")
-    (out / "figs").mkdir()
-    specs = [  # model(s), class, correct, change, caption
-        (MODEL_A, "goldfinch", True, 0.10, "plain & simple"),
-        (MODEL_A, EVIL_CLASS, False, 0.50, "an <em>evil</em> class"),
-        (MODEL_A, "water ouzel", True, 0.05, "with a pdf"),
-        (MODEL_B, "goldfinch", False, 0.90, "step 2 shifts to the head"),
-        (MODEL_B, EVIL_CLASS, True, 0.30, BREAKOUT),
-        ([MODEL_A, MODEL_B], "water ouzel", True, 0.70, "both models side by side"),
-    ]
-    items = []
-    for i, (model, cls, ok, change, caption) in enumerate(specs):
-        rel = f"figs/fig {i}.png"  # a space: URLs must be quoted
-        Image.new("RGB", (120 + 20 * i, 80), (40 * i, 120, 255 - 40 * i)).save(out / rel)
-        item = {"image": rel, "model": model if isinstance(model, str) else "resnet50 vs td",
-                "class": cls, "correct": ok, "change": change, "caption": caption}
-        if not isinstance(model, str):
-            item["models"] = model
-        if i == 2:
-            (out / "figs/fig 2.pdf").write_bytes(b"%PDF-1.4\n%%EOF\n")
-            item["pdf"] = "figs/fig 2.pdf"
-        items.append(item)
-    return write_gallery_page(out, items, TITLE)
+    specs = [("goldfinch", True, 0.10, "a.png"), (EVIL_CLASS, False, 0.50, "b.png"), ("water ouzel", True, 0.05, "c.png"),
+             ("goldfinch", False, 0.90, BREAKOUT), (EVIL_CLASS, True, 0.30, "e.png"), ("water ouzel", True, 0.70, "f.png")]
+    cards = []
+    for i, (cls, ok, change, name) in enumerate(specs):
+        cells = f"cells/img {i}/"
+        (out / cells).mkdir(parents=True)
+        rows = []
+        for m, steps in ((MODEL_A, 1), (MODEL_B, 2)):
+            slug = "a" if m == MODEL_A else "b"
+            Image.new("RGB", (64, 48), (40 * i, 120, 255)).save(out / cells / f"{slug}_input.jpg")
+            st = []
+            for t in range(1, steps + 1):
+                for kind in ("", "_map"):
+                    Image.new("RGB", (64, 48), (40 * i, 60 * t, 30)).save(out / cells / f"{slug}_s{t}{kind}.jpg")
+                st.append({"overlay": f"{slug}_s{t}.jpg", "map": f"{slug}_s{t}_map.jpg", "class": cls, "score": 0.5,
+                           "box": [4, 4, 30, 20], "iou": 0.25 * t})
+            rows.append({"model": m, "group": 0, "input": f"{slug}_input.jpg", "size": [64, 48],
+                         "gt": [[2, 2, 40, 30]], "steps": st})
+        (out / "figures").mkdir(exist_ok=True)
+        Image.new("RGB", (120 + 20 * i, 80), (40 * i, 120, 255 - 40 * i)).save(out / "figures" / f"fig {i}.png")
+        (out / "figures" / f"fig {i}.pdf").write_bytes(b"%PDF-1.4\n%%EOF\n")
+        cards.append({"file": name, "class": cls, "gt_known": True, "correct": ok, "change": change, "cells": cells,
+                      "png": f"figures/fig {i}.png", "pdf": f"figures/fig {i}.pdf", "rows": rows})
+    return write_gallery_page(out, cards, [MODEL_A, MODEL_B], TITLE), cards
 
 
 def test_chromium_console_capture_works(tmp_path):
@@ -109,79 +119,73 @@ def test_chromium_console_capture_works(tmp_path):
 
 
 def test_page_is_offline_escaped_and_safe(gallery):
-    text = gallery.read_text()
+    page, cards = gallery
+    text = page.read_text()
     assert not re.search(r"https?://|//cdn|@import|@font-face", text)  # nothing from outside
     assert text.count("<script") == 2  # the JSON block and the page's own script, nothing injected
-    assert "<script>alert" not in text and "&lt;script&gt;alert(1)&lt;/script&gt; &amp; friends" in text
     data = text.split('id="gallery-data">', 1)[1].split("</script>", 1)[0]
     assert "<" not in data and ">" not in data and "&" not in data  # inert inside <script>
     assert "<title>Steps &lt;b&gt;&amp;&lt;/b&gt; CAMs</title>" in text
+    bad = json.loads(json.dumps(cards[:1]))
+    bad[0]["rows"][0]["input"] = "missing.jpg"
     with pytest.raises(FileNotFoundError):
-        write_gallery_page(gallery.parent, [{"image": "figs/missing.png", "model": "m"}], "t")
+        write_gallery_page(page.parent, bad, [MODEL_A], "t")
+    bad[0]["cells"] = "../escape/"
     with pytest.raises(ValueError):
-        write_gallery_page(gallery.parent, [{"image": "../escape.png", "model": "m"}], "t")
+        write_gallery_page(page.parent, bad, [MODEL_A], "t")
 
 
-def test_all_figures_load_without_console_errors(gallery, tmp_path):
-    dumped, console = chromium(gallery.as_uri(), tmp_path / "profile")
+def test_loads_without_console_errors_and_runs_no_injected_code(gallery, tmp_path):
+    page, _ = gallery
+    dumped, console = chromium(page.as_uri(), tmp_path / "profile")
     assert console == [], "console messages / uncaught errors:\n" + "\n".join(console)
     dom = Dom(dumped)
     assert dom.body_attrs.get("data-ready") == "1", "the page's JS did not finish"
-    assert (dom.body_attrs.get("data-loaded"), dom.body_attrs.get("data-failed")) == ("6", "0")
-    assert len(dom.cards) == dom.imgs == 6 and dom.shown() == [3, 5, 1, 4, 0, 2]  # sorted by change
-    assert dom.count == "6 of 6 shown"
+    assert (dom.body_attrs.get("data-loaded"), dom.body_attrs.get("data-failed")) == ("30", "0")  # 6 cards x (input + 1 step, input + 2 steps)
+    assert len(dom.cards) == 6 and dom.shown() == [3, 5, 1, 4, 0, 2]  # sorted by change
+    assert dom.count == "6 of 6 images"
     assert "data-pwned" not in dom.html_attrs and 'data-pwned="' not in dumped  # no injected code ran
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in dumped
-    assert {c["data-model"] for c in dom.cards} == {MODEL_A, MODEL_B, "resnet50 vs td"}
-    assert sorted(c["data-correct"] for c in dom.cards) == ["false"] * 2 + ["true"] * 4
-    assert [c["data-class"] for c in dom.cards].count(EVIL_CLASS) == 2
+    assert all([r["data-model"] for r in c["rows"]] == [MODEL_A, MODEL_B] for c in dom.cards)
 
 
-def test_query_presets_filters(gallery, tmp_path):
-    dumped, console = chromium(f"{gallery.as_uri()}?model={quote(MODEL_B, safe='')}", tmp_path / "p1")
-    assert console == []
+def test_model_filter_hides_rows_and_other_filters(gallery, tmp_path):
+    page, _ = gallery
+    dumped, console = chromium(f"{page.as_uri()}?model={quote(MODEL_B, safe='')}", tmp_path / "p1")
     dom = Dom(dumped)
-    assert sorted(dom.shown()) == [3, 4, 5]  # B's own figures and the one showing both models
-    assert all(c["data-model"] == MODEL_A for c in dom.cards if "hidden" in c)
-    assert dom.count == "3 of 6 shown"
-
-    dumped, console = chromium(f"{gallery.as_uri()}?model={MODEL_A}&correct=correct&sort=name", tmp_path / "p2")
+    assert console == [] and len(dom.shown()) == 6  # every card has a row of B
+    for card in dom.cards:
+        hidden = {r["data-model"]: "hidden" in r for r in card["rows"]}
+        assert hidden == {MODEL_A: True, MODEL_B: False}
+    dumped, console = chromium(f"{page.as_uri()}?correct=correct&sort=name", tmp_path / "p2")
     dom = Dom(dumped)
-    assert console == [] and dom.shown() == [0, 2, 5] and dom.count == "3 of 6 shown"  # by name: fig 0, 2, 5
+    assert console == [] and dom.shown() == [0, 2, 4, 5] and dom.count == "4 of 6 images"
+    dumped, console = chromium(f"{page.as_uri()}?class={quote(EVIL_CLASS, safe='')}&correct=bogus", tmp_path / "p3")
+    assert console == [] and Dom(dumped).shown() == [1, 4]  # an unknown choice (correct=bogus) is ignored
 
-    dumped, console = chromium(f"{gallery.as_uri()}?class={quote(EVIL_CLASS, safe='')}&correct=bogus", tmp_path / "p3")
+
+def test_compare_view_switches_steps_and_zoom_reads(gallery, tmp_path):
+    page, _ = gallery
+    seen = {}
+    for step in (1, 2):
+        dumped, console = chromium(f"{page.as_uri()}?compare=3&step={step}&model={quote(MODEL_B, safe='')}",
+                                   tmp_path / f"c{step}")
+        dom = Dom(dumped)
+        assert console == [] and "hidden" not in dom.dialogs["compare"]
+        a, b = dom.dialogs["cmp-pic-a"], dom.dialogs["cmp-pic-b"]
+        assert a["data-model"] == b["data-model"] == MODEL_B and a["data-step"] == b["data-step"] == str(step)
+        seen[step] = re.search(r'id="cmp-pic-b"[^>]*><div class="pic"><img[^>]*src="([^"]+)"', dumped).group(1)
+    assert seen[1].endswith("b_s1.jpg") and seen[2].endswith("b_s2.jpg")
+    dumped, console = chromium(f"{page.as_uri()}?zoom=3,1,2&view=map", tmp_path / "z")
     dom = Dom(dumped)
-    assert console == [] and dom.shown() == [1, 4]  # an unknown choice (correct=bogus) is ignored
-
-
-def test_lightbox_opens_steps_and_closes(gallery, tmp_path):
-    probe = """<script>window.addEventListener("load", function () {
-      var r = {}, lb = document.getElementById("lightbox");
-      var thumb = document.querySelector('.card[data-index="4"] .thumb');
-      thumb.click();
-      r.open = !lb.hidden; r.src = document.getElementById("lb-img").getAttribute("src");
-      r.caption = document.getElementById("lb-caption").textContent;
-      document.dispatchEvent(new KeyboardEvent("keydown", {key: "ArrowRight"}));
-      r.next = document.getElementById("lb-img").getAttribute("src");
-      document.dispatchEvent(new KeyboardEvent("keydown", {key: "Escape"}));
-      r.closedByEsc = lb.hidden;
-      document.querySelector('.card[data-index="2"] .thumb').click();
-      r.pdf = document.getElementById("lb-pdf").getAttribute("href");
-      lb.click(); r.closedByClick = lb.hidden;
-      document.body.setAttribute("data-probe", JSON.stringify(r));
-    });</script></body>"""
-    page = gallery.parent / "probe.html"
-    page.write_text(gallery.read_text().replace("</body>", probe))
-    dumped, console = chromium(page.as_uri(), tmp_path / "profile")
-    assert console == []
-    r = json.loads(Dom(dumped).body_attrs["data-probe"])
-    assert r["open"] and r["src"] == "figs/fig%204.png" and r["next"] == "figs/fig%200.png"  # next shown card
-    assert BREAKOUT in r["caption"] and EVIL_CLASS in r["caption"]  # labels went in as text
-    assert r["closedByEsc"] and r["closedByClick"] and r["pdf"] == "figs/fig%202.pdf"
+    assert console == [] and "hidden" not in dom.dialogs["zoom"] and dom.dialogs["zoom"]["data-step"] == "2"
+    assert re.search(r'id="zoom-pic"[^>]*><div class="pic"><img[^>]*src="[^"]*b_s2_map.jpg"', dumped)
+    assert BREAKOUT in json.loads(json.dumps(re.search(r'id="zoom-cap" class="cap">([^<]*)<', dumped).group(1)))\
+        .replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
 def test_contact_sheet(gallery, tmp_path):
-    pngs = sorted((gallery.parent / "figs").glob("*.png"))  # figure i: (120 + 20 i) x 80, one colour
+    pngs = sorted((gallery[0].parent / "figures").glob("*.png"))  # figure i: (120 + 20 i) x 80, one colour
     out = contact_sheet(pngs, tmp_path / "sheet.png", columns=4, thumb_width=60, pad=4)
     with Image.open(out) as im:
         row1, row2 = 40, 24  # tallest thumbnail per row: 120x80 -> 60x40 (figure 0), 200x80 -> 60x24 (figure 4)

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import run_cli
 from torchvision.transforms.v2 import functional as TF
 
 import tdviz
-from conftest import run_cli
 from tdviz.datasets import demo_class_index, load_dataset
 from tdviz.demo import make_demo_split
 from tdviz.images import Preprocess, read_image
