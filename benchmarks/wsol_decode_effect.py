@@ -54,6 +54,12 @@ def pixel_stats(files, device) -> dict:
     return {"images": len(files), "decoded": describe(diffs), **{f"resized_{k}": describe(v) for k, v in resized.items()}}
 
 
+def per_model_top1(a: dict, b: dict) -> dict:
+    """model -> step -> [top-1 in a, top-1 in b]: where a decoder change moves classification."""
+    return {model: {step: [row.get("top1_cls"), b["models"][model][step].get("top1_cls")] for step, row in steps.items()}
+            for model, steps in a["models"].items()}
+
+
 def largest_differences(a: dict, b: dict) -> dict:
     worst: dict[str, float] = {}
     for model, steps in a["models"].items():
@@ -81,6 +87,7 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=8)
     p.add_argument("--box-workers", type=int, default=7)
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--decode-only", action="store_true", help="skip the fp32 / bf16 comparison")
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     device = torch.device(args.device)
@@ -104,6 +111,11 @@ def main() -> None:
             s.mask_paths, s.ignore_path = by_id[s.image_id].mask_paths, by_id[s.image_id].ignore_path
         cpu, gpu = run(jpg, "jpeg_cpu", decode="cpu"), run(jpg, "jpeg_gpu", decode="gpu")
         report["gpu_vs_cpu_decoding"] = largest_differences(cpu, gpu)
+        report["top1_cpu_vs_gpu_decoding"] = per_model_top1(cpu, gpu)
+    if args.decode_only:
+        print(json.dumps(report, indent=1))
+        (args.out / "effect.json").write_text(json.dumps(report, indent=1) + "\n")
+        return
     fp32, bf16 = run(png, "png_fp32", decode="cpu"), run(png, "png_bf16", decode="cpu", precision="bf16")
     report["bf16_vs_fp32"] = largest_differences(fp32, bf16)
     row = lambda r: r["models"]["demo_resnet_tdtop"]["2"]

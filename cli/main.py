@@ -11,14 +11,28 @@ from rich.table import Table
 
 import tdviz
 
-from .common import app, console, user_errors
+from .common import (
+    app,
+    command,
+    console,
+    device_option,
+    json_option,
+    legacy_images_option,
+    limit_option,
+    pick_device,
+    pick_limit,
+    print_skipped,
+    seed_everything,
+    seed_option,
+    user_errors,
+)
 
 
-@app.command()
+@command()
 @user_errors
 def models(
-    as_json: bool = typer.Option(False, "--json", help="Print the list as JSON."),
-    size: int = typer.Option(224, min=32, max=2048, help="Input size for the GMACs column."),
+    as_json: bool = json_option(),
+    size: int = typer.Option(224, min=32, max=2048, metavar="PX", help="Input size for the GMACs column."),
 ) -> None:
     """List the registered models with parameter count and GMACs."""
     rows = tdviz.describe_models(size=size)
@@ -33,21 +47,33 @@ def models(
     console.print(table)
 
 
-@app.command()
+@command()
 @user_errors
 def demo(
-    images: int = typer.Option(2000, help="Validation images to generate and score (cached after the first run)."),
-    model: list[str] = typer.Option(None, "--model", help="Demo model(s) to score (default: all seven)."),
-    out: str = typer.Option(None, help="Folder for demo_classification.json (default: <split>/results)."),
-    workers: int = typer.Option(2, min=0, help="Processes for image generation and decoding."),
-    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+    limit: int = limit_option(None, "validation images of the demo split (default 500; generated once, then cached)"),
+    images: int = legacy_images_option(),
+    model: list[str] = typer.Option(None, "--model", metavar="NAME", help="Demo model(s) (default: all seven)."),
+    out: str = typer.Option(None, "--out", metavar="DIR", help="Output folder (default: <split>/results)."),
+    workers: int = typer.Option(2, min=0, metavar="N", help="Processes for image generation and decoding."),
+    device: str = device_option(),
+    seed: int = seed_option(),
+    as_json: bool = json_option(),
 ) -> None:
-    """Run the built-in benchmark: cluttered Fashion-MNIST, the shipped demo zoo, accuracy per step."""
+    """The main job on the built-in demo: per-step classification, the WSOL table (both protocols),
+    a Fig. 4-style figure and a gallery page, from the shipped demo zoo; no download, no GPU."""
     from tdviz.demo.run import run_demo
 
-    report = run_demo(images, model or None, out, workers, progress=not as_json)
+    from .cmd_wsol import print_wsol_table
+
+    seed_everything(seed)
+    report = run_demo(pick_limit(limit, images, 500), model or None, out, workers, progress=not as_json,
+                      device=pick_device(device), seed=seed)
+    outputs = {"split": str(report.split), "classification": str(report.results_file),
+               "wsol": str(report.wsol_dir / "results.json"), "figures": [str(f) for f in report.figures],
+               "gallery": str(report.gallery)}
     if as_json:
-        print(json.dumps({"split": str(report.split), "results": [a.to_dict() for a in report.accuracy]}, indent=2))
+        print(json.dumps({**outputs, "results": [a.to_dict() for a in report.accuracy],
+                          "wsol_results": report.wsol}, indent=2))
         return
     steps = max(len(a.top1) for a in report.accuracy)
     table = Table(title=f"Demo: cluttered Fashion-MNIST validation, {report.accuracy[0].images} images, top-1 %")
@@ -59,10 +85,12 @@ def demo(
         cells = [f"{a.top1[t]:.2f}" if t < len(a.top1) else "" for t in range(steps)]
         table.add_row(a.model, *cells, f"{a.top1_most_confident:.2f}")
     console.print(table)
-    skipped = sum(len(a.skipped) for a in report.accuracy[:1])
-    if skipped:
-        console.print(f"[yellow]{skipped} unreadable image(s) skipped[/yellow]")
-    console.print(f"split: {report.split}\nresults: {report.results_file}")
+    print_wsol_table(report.wsol)
+    print_skipped(report.wsol.get("skipped", []))
+    for key, label in (("split", "demo split"), ("classification", "classification"), ("wsol", "WSOL results"),
+                       ("gallery", "gallery page (open in a browser)")):
+        console.print(f"{label}: {outputs[key]}", highlight=False)
+    console.print(f"Fig. 4-style figures: {', '.join(outputs['figures'])}", highlight=False, soft_wrap=True)
 
 
 from . import cmd_analysis, cmd_explain, cmd_wsol  # noqa: F401  (register their commands)

@@ -20,10 +20,11 @@ class ImageFolderDataset(Dataset):
     """``root/<class dir>/<image>`` with class indices in sorted directory order (torchvision's).
 
     Items are (tensor, label, index); an unreadable image yields ``None`` for the tensor and is
-    reported by the caller, so one bad file never stops a run.
+    reported by the caller, so one bad file never stops a run. ``limit`` keeps that many images,
+    taken in turn from every class.
     """
 
-    def __init__(self, root: str | Path, preprocess: Preprocess) -> None:
+    def __init__(self, root: str | Path, preprocess: Preprocess, limit: int | None = None) -> None:
         root = Path(root)
         if not root.is_dir():
             raise TdvizError(f"Image folder {str(root)!r} does not exist: pass the folder that holds one folder per class.")
@@ -38,6 +39,11 @@ class ImageFolderDataset(Dataset):
             self.problems += problems
         if not self.samples:
             raise TdvizError(f"Image folder {str(root)!r} holds no images.")
+        if limit is not None and limit < len(self.samples):  # spread over the classes, not the first class's
+            by_class = [[s for s in self.samples if s[1] == c] for c in range(len(self.classes))]
+            mixed = [s for i in range(max(map(len, by_class))) for group in by_class if i < len(group)
+                     for s in [group[i]]]
+            self.samples = sorted(mixed[:limit], key=lambda s: (s[1], s[0]))
         self.preprocess = preprocess
 
     def __len__(self) -> int:

@@ -181,6 +181,20 @@ def searchlight_figure(view: np.ndarray, searchlights: dict[str, np.ndarray], ca
     return fig
 
 
+def _rgb_pixels(fig: Figure, dpi: int) -> np.ndarray:
+    """The figure drawn by Agg at ``dpi`` as RGB [H, W, 3]: matplotlib's PNG has an alpha channel
+    that holds nothing here, and decoding its PNG only to encode another costs 4x the drawing."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="raw", dpi=dpi)
+    width, height = int(fig.get_figwidth() * dpi), int(fig.get_figheight() * dpi)  # Agg's canvas size
+    raw = np.frombuffer(buf.getbuffer(), np.uint8)
+    if raw.size != width * height * 4:  # a canvas size this arithmetic does not predict: go by PNG
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=dpi)
+        return np.asarray(Image.open(buf).convert("RGB"))
+    return raw.reshape(height, width, 4)[..., :3]
+
+
 def save_figure(fig: Figure, stem: str | Path, formats: Sequence[str] = ("png", "pdf"), dpi: int = DPI) -> list[Path]:
     """Write ``stem.<format>`` for each format: RGB PNG at ``dpi`` (at least 150 for print), PDF with
     TrueType (vector) text and its images at native resolution."""
@@ -190,10 +204,8 @@ def save_figure(fig: Figure, stem: str | Path, formats: Sequence[str] = ("png", 
     with matplotlib.rc_context({"pdf.fonttype": 42, "ps.fonttype": 42}):
         for fmt in formats:
             path = stem.with_name(f"{stem.name}.{fmt}")
-            if fmt == "png":  # RGB: the alpha channel of matplotlib's PNG holds nothing here
-                buf = io.BytesIO()
-                fig.savefig(buf, format="png", dpi=dpi)
-                Image.open(buf).convert("RGB").save(path, optimize=True, dpi=(dpi, dpi))
+            if fmt == "png":
+                Image.fromarray(_rgb_pixels(fig, dpi)).save(path, dpi=(dpi, dpi))
             else:
                 fig.savefig(path, dpi=dpi)
             written.append(path)

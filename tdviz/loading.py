@@ -107,14 +107,14 @@ def model_labels(names: list[str], weights: list[str | None]) -> list[str]:
 
 
 def resolve_models(names: list[str] | None, weights: list[str] | None, default: list[str] | None = None,
-                   device: str | None = None, num_classes: int | None = None) -> ModelSet:
+                   device: str | None = None, num_classes: int | None = None, ema: bool = False) -> ModelSet:
     """Several models by name, each with its checkpoint (``weights`` in the same order, or none);
     ``default`` names when none are given (the demo zoo for most commands; checkpoints without
     names: the model each one fits). Every entry is kept,
     also when a name repeats (two checkpoints of one architecture are two models); ``num_classes``
     as in :func:`resolve_model`, for every model."""
     if not names and weights:  # checkpoints alone: each one's model is inferred from it
-        resolved = [resolve_model(None, w, num_classes=num_classes) for w in weights]
+        resolved = [resolve_model(None, w, ema, num_classes) for w in weights]
         names = [m.tdviz_name for m, _ in resolved]
     else:
         names = list(names or default or DEMO_MODELS)
@@ -124,7 +124,7 @@ def resolve_models(names: list[str] | None, weights: list[str] | None, default: 
     files = list(weights) if weights else [None] * len(names)
     out = ModelSet()
     for i, (label, name, w) in enumerate(zip(model_labels(names, files), names, files)):
-        model, note = resolved[i] if resolved else resolve_model(name, w, num_classes=num_classes)
+        model, note = resolved[i] if resolved else resolve_model(name, w, ema, num_classes)
         out.models[label] = model.to(device) if device else model
         out.sources[label] = ModelSource(name, w, note, state_digest(model))
     return out

@@ -28,7 +28,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -305,76 +304,6 @@ def selectivity_table_rows(results: Mapping[tuple[str, str, int], SelectivityRes
             for (model, layer, step), r in results.items()]
 
 
-def plot_distributions(results: Mapping[tuple[str, str, int], SelectivityResult],
-                       out_path_without_suffix: str | Path, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
-    """Box plots (with a violin behind) of every metric, one row per layer, one column per metric.
-
-    Within a panel, one box per (model, step), side by side in ``results`` order and coloured by
-    model, so TD step 1 vs step 2 vs the baselines compare at a glance. Writes
-    ``out_path_without_suffix`` with each suffix in ``formats``; returns the paths.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if not results:
-        raise ValueError("no results to plot")
-    layers = list(dict.fromkeys(layer for _, layer, _ in results))
-    models = list(dict.fromkeys(model for model, _, _ in results))
-    colours = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(models)}
-    groups = list(dict.fromkeys((model, step) for model, _, step in results))
-    width = max(12.0, 0.5 * len(groups) * len(METRICS))
-    fig, axes = plt.subplots(len(layers), len(METRICS), figsize=(width, 3.4 * len(layers) + 0.6), squeeze=False)
-    for row, layer in enumerate(layers):
-        for col, metric in enumerate(METRICS):
-            ax = axes[row, col]
-            data, pos, cols, ticks = [], [], [], []
-            for i, (model, step) in enumerate(groups):
-                res = results.get((model, layer, step))
-                vals = res.values(metric) if res is not None else np.zeros(0)
-                ticks.append(f"{model}\nt={step}")
-                if vals.size:
-                    data.append(vals)
-                    pos.append(i)
-                    cols.append(colours[model])
-            if data:
-                varied = [j for j, d in enumerate(data) if d.size > 2 and np.ptp(d) > 0]
-                if varied:
-                    vp = ax.violinplot([data[j] for j in varied], positions=[pos[j] for j in varied],
-                                       widths=0.8, showextrema=False)
-                    for body, j in zip(vp["bodies"], varied):
-                        body.set_facecolor(cols[j])
-                        body.set_alpha(0.25)
-                bp = ax.boxplot(data, positions=pos, widths=0.35, showfliers=False, patch_artist=True)
-                for box, c in zip(bp["boxes"], cols):
-                    box.set_facecolor(c)
-                    box.set_alpha(0.8)
-                for med in bp["medians"]:
-                    med.set_color("black")
-            else:
-                ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="grey")
-            ax.set_xticks(range(len(groups)))
-            ax.set_xticklabels(ticks, rotation=60, ha="right", fontsize=7)
-            ax.set_xlim(-0.6, len(groups) - 0.4)
-            ax.grid(axis="y", alpha=0.3)
-            if row == 0:
-                ax.set_title(METRIC_LABELS[metric], fontsize=9)
-            if col == 0:
-                ax.set_ylabel(str(layer), fontsize=9)
-    fig.tight_layout()
-    out = Path(out_path_without_suffix)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    written = []
-    for fmt in formats:
-        path = out.with_name(out.name + f".{fmt}")
-        fig.savefig(path, dpi=120)
-        written.append(path)
-    plt.close(fig)
-    return written
-
-
-
 def run_selectivity(models: Mapping, dataset, layers: Sequence[str] | None = None, batch_size: int = 50,
                     workers: int = 2, progress: bool = True) -> tuple[dict[tuple[str, str, int], SelectivityResult],
                                                                         list[str]]:
@@ -411,3 +340,8 @@ def run_selectivity(models: Mapping, dataset, layers: Sequence[str] | None = Non
                             meters[key].update(acts[:, t].float().cpu(), labels, maps[:, min(t, maps.shape[1] - 1)])
             advance(len(bad) + (0 if images is None else len(images)))
     return {k: m.result() for k, m in meters.items()}, skipped
+
+
+
+
+from .selectivity_plot import plot_distributions, selectivity_figure  # noqa: F401  (their old home)

@@ -35,6 +35,7 @@ from .wsol.boxes import box_iou, cam_boxes
 
 __all__ = [
     "ShiftMeter",
+    "ShiftRecord",
     "ShiftStats",
     "attention_shift",
     "localized_objects",
@@ -213,12 +214,29 @@ def run_shift_demo(
     return results
 
 
+@dataclass
+class ShiftRecord:
+    """One image, model and step: the GT object its box localizes (index, class, and whether it
+    is the image's labelled object; ``None`` when it localizes none), the best IoU with any GT
+    object, and its box (inclusive, model input pixels; ``None``: the map gave no box)."""
+
+    image_id: str
+    model: str
+    step: int
+    localized: int | None
+    localized_class: int | None
+    is_label: bool | None
+    iou: float
+    box: list[float] | None
+
+
 def run_shift(models: dict, samples, batch_size: int = 16, method: str = "gradcam",
-              progress: bool = True) -> tuple[dict[str, ShiftStats], list[str]]:
+              progress: bool = True, records: list | None = None) -> tuple[dict[str, ShiftStats], list[str]]:
     """:class:`ShiftStats` of ``models`` on annotated images with several objects each
-    (``samples``: :class:`tdviz.wsol.annotations.WsolSample` records, e.g. from a COCO json
-    or ILSVRC XML). GT boxes are mapped into each model's input frame; images with fewer
-    than two boxes are skipped and counted, as are unreadable ones."""
+    (``samples``: :class:`tdviz.datasets.Sample` records, e.g. from a COCO json or ILSVRC XML).
+    GT boxes are mapped into each model's input frame; images with fewer than two boxes are
+    skipped and counted, as are unreadable ones. ``records``, when given, receives a
+    :class:`ShiftRecord` per image, model and step."""
     from .images import ImageError, Preprocess, read_image
     from .progress import image_progress
 
@@ -247,6 +265,20 @@ def run_shift(models: dict, samples, batch_size: int = 16, method: str = "gradca
                                    for b in s.boxes]) - np.array([0, 0, 1, 1]) for s, img in batch]
                 _, boxes = attention_shift(model, x, gts, method=method)
                 for i, gt in enumerate(gts):
-                    meters[name].update(boxes[i], gt)
+                    loc = meters[name].update(boxes[i], gt)
+                    if records is not None:
+                        records += _records(batch[i][0], name, boxes[i], gt, loc)
             advance(min(batch_size, len(usable) - start))
     return {name: m.result() for name, m in meters.items()}, skipped
+
+
+def _records(sample, model: str, boxes: np.ndarray, gt: np.ndarray, loc: list[int | None]) -> list[ShiftRecord]:
+    iou = _step_gt_iou(boxes, gt)
+    labels = np.asarray(sample.box_labels).reshape(-1)
+    out = []
+    for t, g in enumerate(loc):
+        cls = int(labels[g]) if g is not None and len(labels) > g else None
+        out.append(ShiftRecord(sample.image_id, model, t + 1, g, cls, None if cls is None else cls == int(sample.label),
+                               float(iou[t].max()) if iou.shape[1] else 0.0,
+                               None if np.isnan(boxes[t]).any() else [float(v) for v in boxes[t]]))
+    return out

@@ -101,7 +101,8 @@ def test_gallery_with_dotted_and_dot_names_stays_in_its_folder(photo, tmp_path):
     figures = sorted(p.name for p in (out / "figures").iterdir())
     assert figures == ["cat.1.pdf", "cat.1.png", "cat.2.pdf", "cat.2.png", "image.pdf", "image.png"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["g"]  # nothing written beside the gallery
-    assert sorted(p.name for p in out.iterdir()) == ["contact_sheet.png", "figures", "index.html"]
+    assert sorted(p.name for p in out.iterdir()) == ["cells", "contact_sheet.png", "figures", "index.html"]
+    assert sorted(p.name for p in (out / "cells").iterdir()) == ["cat.1", "cat.2", "image"]
 
 
 def test_gallery_demo_uses_the_method(tmp_path):

@@ -1,11 +1,10 @@
 """The shipped demo zoo and `tdviz demo`: real weights, real canvases, the real command."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
+from conftest import run_cli
 
 import tdviz
 from tdviz.demo import CLASS_NAMES
@@ -45,14 +44,12 @@ def test_shipped_model_beats_chance(name, val_batch):
 
 
 def _tdviz(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "tdviz_cli.main", *args], check=False, capture_output=True, text=True, env=env,
-                          timeout=300)
+    return run_cli(*args, env=env)
 
 
 def test_demo_command_end_to_end(tmp_path, monkeypatch):
-    import os
 
-    env = dict(os.environ, TDVIZ_CACHE=str(tmp_path / "cache"))
+    env = {"TDVIZ_CACHE": str(tmp_path / "cache")}
     res = _tdviz("demo", "--images", "20", "--model", "demo_resnet_tdjoint", "--model", "demo_resnet",
                  "--out", str(tmp_path / "out"), "--json", env=env)
     assert res.returncode == 0, res.stderr

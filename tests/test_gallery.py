@@ -6,6 +6,7 @@ import json
 import re
 
 import pytest
+from conftest import run_cli
 from PIL import Image
 
 from tdviz.demo import make_demo_split
@@ -89,8 +90,6 @@ def test_no_gt_boxes_gives_no_iou(tmp_path, gallery):
 
 
 def test_gallery_cli_reports_bad_images(tmp_path):
-    import subprocess
-    import sys
 
     import numpy as np
     from PIL import Image
@@ -99,13 +98,12 @@ def test_gallery_cli_reports_bad_images(tmp_path):
     src.mkdir()
     Image.fromarray((np.random.default_rng(0).random((224, 224, 3)) * 255).astype(np.uint8)).save(src / "a.png")
     (src / "b.png").write_bytes(b"not an image")
-    cmd = [sys.executable, "-m", "tdviz_cli.main", "gallery", "--images", str(src), "--model", "demo_resnet_tdtop",
-           "--out", str(tmp_path / "out")]
-    res = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=300)
+    cmd = ["gallery", "--images", src, "--model", "demo_resnet_tdtop", "--out", tmp_path / "out"]
+    res = run_cli(*cmd)
     assert res.returncode == 1 and "b.png" in res.stderr and "1 figure" in res.stdout
     assert (tmp_path / "out" / "index.html").is_file()
-    res = subprocess.run(cmd[:4] + ["--out", str(tmp_path / "x")], check=False, capture_output=True, text=True, timeout=300)
-    assert res.returncode == 1 and "either --demo or --images" in res.stderr
+    res = run_cli("gallery", "--out", tmp_path / "x")
+    assert res.returncode == 1 and "either --demo or image files" in res.stderr
 
 
 def test_real_gallery_page_in_chromium(tmp_path):

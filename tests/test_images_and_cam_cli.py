@@ -2,11 +2,10 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from conftest import run_cli
 from PIL import Image
 
 from tdviz.cam_files import cam_files
@@ -81,9 +80,7 @@ def test_cam_files_reports_bad_inputs_and_keeps_going(inputs, tmp_path):
 
 
 def test_cli_cam_json_and_exit_code(inputs, tmp_path):
-    cmd = [sys.executable, "-m", "tdviz_cli.main", "cam", str(inputs / "good.jpg"), str(inputs / "notes.jpg"),
-           "--steps", "--topk", "2", "--json", "--out", str(tmp_path)]
-    res = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=300)
+    res = run_cli("cam", inputs / "good.jpg", inputs / "notes.jpg", "--steps", "--topk", "2", "--json", "--out", tmp_path)
     assert res.returncode == 1  # one input was bad
     report = json.loads(res.stdout)
     assert len(report["records"]) == 1 and len(report["problems"]) == 1
@@ -95,12 +92,12 @@ def test_cli_cam_json_and_exit_code(inputs, tmp_path):
 
 
 def test_cli_cam_bad_flag_values(inputs, tmp_path):
-    base = [sys.executable, "-m", "tdviz_cli.main", "cam", str(inputs / "good.jpg"), "--out", str(tmp_path)]
-    res = subprocess.run(base + ["--method", "bestcam"], check=False, capture_output=True, text=True, timeout=300)
+    base = ["cam", inputs / "good.jpg", "--out", tmp_path]
+    res = run_cli(*base, "--method", "bestcam")
     assert res.returncode == 1 and "bestcam" in res.stderr and "Traceback" not in res.stderr
-    res = subprocess.run(base + ["--class", "Sneakers"], check=False, capture_output=True, text=True, timeout=300)
+    res = run_cli(*base, "--class", "Sneakers")
     assert res.returncode == 1 and "Nearest: Sneaker" in res.stderr
-    res = subprocess.run(base + ["--model", "resnet50_tdjiont"], check=False, capture_output=True, text=True, timeout=300)
+    res = run_cli(*base, "--model", "resnet50_tdjiont")
     assert res.returncode == 1 and "resnet50_tdjoint" in res.stderr
 
 

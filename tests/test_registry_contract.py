@@ -24,6 +24,14 @@ def test_tdviz_models_lists_every_name(model_rows):
     assert sorted(model_rows) == tdviz.list_models()
 
 
+def test_shipped_cost_table_equals_a_measurement_of_every_name(model_rows):
+    """`tdviz models` reads data/model_costs.json; after changing a model, `python -m tdviz.complexity`."""
+    measured = {r.name: r for r in tdviz.describe_models(measure=True)}
+    for name, row in model_rows.items():
+        assert (row["params"], row["steps"]) == (measured[name].params, measured[name].steps), name
+        assert row["gmacs"] == pytest.approx(measured[name].gmacs, rel=1e-12), name
+
+
 @pytest.mark.parametrize("name", tdviz.list_models())
 def test_registered_model_contract(name, model_rows):
     torch.manual_seed(0)

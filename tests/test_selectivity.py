@@ -139,6 +139,8 @@ def test_table_rows_and_plots(tmp_path):
     assert len(rows) == 6 and all(len(r) == len(TABLE_COLUMNS) for r in rows)
     assert rows[2][:3] == ("td", "layer3", "1") and "[" in rows[2][3] and rows[2][7] == "–"
     paths = plot_distributions(results, tmp_path / "sel" / "distributions")
-    assert [p.name for p in paths] == ["distributions.png", "distributions.pdf"]
+    assert [p.name for p in paths][:4] == ["distributions.png", "distributions.pdf", "distributions_layer3_si.png",
+                                           "distributions_layer3_si.pdf"]
+    assert len(paths) == 2 + 2 * 2 * 5  # the overview, then per layer and metric a column-wide figure
     assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and paths[0].stat().st_size > 10_000
     assert paths[1].read_bytes()[:5] == b"%PDF-" and paths[1].stat().st_size > 5_000
