@@ -16,8 +16,10 @@ from .common import (
     device_option,
     ema_option,
     json_option,
+    layer_option,
     legacy_images_option,
     limit_option,
+    method_option,
     models_option,
     num_classes_option,
     out_option,
@@ -104,6 +106,8 @@ def shift(
     boxes: str = typer.Option(None, metavar="PATH", help="COCO json or ILSVRC XML folder with several objects per image."),
     limit: int = limit_option(None, "images (default: all; without --boxes, a two-object demo split of 500)"),
     images: int = legacy_images_option(),
+    method: str = method_option(),
+    layer: str = layer_option(),
     out: str = out_option("tdviz_shift", "shift.json, shift_images.csv, shift.png/.pdf"),
     device: str = device_option(),
     seed: int = seed_option(),
@@ -129,7 +133,8 @@ def shift(
     samples = dataset.samples[:limit] if limit else dataset.samples
     warn_models(zoo, [s.label for s in samples])
     records: list = []
-    stats, skipped = run_shift(zoo.models, samples, progress=not as_json, records=records)
+    stats, skipped = run_shift(zoo.models, samples, method=method, progress=not as_json, records=records,
+                              layer=layer)
     payload = {"models": {n: s.to_dict() for n, s in stats.items()}, "skipped": dataset.problems + skipped}
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,9 @@ from .common import (
     err,
     flag,
     json_option,
+    layer_option,
     limit_option,
+    method_option,
     model_option,
     models_option,
     num_classes_option,
@@ -45,7 +47,7 @@ def cam(
     topk: int = typer.Option(1, min=1, metavar="K", help="Maps for the top-k classes of each step (a row per class)."),
     class_: list[str] = typer.Option(None, "--class", metavar="CLASS", help="Map these classes (name or index) "
                                      "instead of the top-k."),
-    layer: str = typer.Option(None, metavar="LAYER", help="Target layer (default: the model record's feature layer)."),
+    layer: str = layer_option(),
     size: int = typer.Option(None, min=32, max=4096, metavar="PX", help="Input size (default: the model record's, "
                              "224; the shorter side goes to size / crop fraction)."),
     diff: bool = flag("--diff", help="Add the change between steps (step t+1 - step t) beside the maps."),
@@ -102,7 +104,8 @@ def gallery(
     weights: list[str] = weights_option(),
     num_classes: int = num_classes_option(),
     ema: bool = ema_option(),
-    method: str = typer.Option("gradcam", metavar="NAME", help="CAM method."),
+    method: str = method_option(),
+    layer: str = layer_option(),
     limit: int = limit_option(None, "images (default: all; with --demo, 12)"),
     n: int = typer.Option(None, "--n", min=1, hidden=True),
     out: str = typer.Option("tdviz_gallery", metavar="DIR", help="Output folder (figures/, cells/, contact sheet, "
@@ -128,11 +131,11 @@ def gallery(
     warn_models(zoo)
     if demo:
         report = demo_gallery(out, n=limit or 12, seed=seed, models=zoo.models, two_objects=two_objects,
-                              method=method, progress=not as_json)
+                              method=method, layer=layer, progress=not as_json)
     else:
         files, problems = expand_inputs(files_given)
         report = build_gallery(zoo.models, [(f, None, None) for f in files[:limit]], out, method=method,
-                               progress=not as_json)
+                               layer=layer, progress=not as_json)
         report.problems[:0] = problems
     if as_json:
         print(json.dumps({"figures": [{"name": f.name, "png": str(f.png), "pdf": str(f.pdf), "correct": f.correct,

@@ -18,6 +18,7 @@ from .common import (
     err,
     flag,
     json_option,
+    layer_option,
     legacy_images_option,
     limit_option,
     models_option,
@@ -68,7 +69,7 @@ def wsol(
     cam_ratio: float = typer.Option(0.15, min=0.0, max=1.0, metavar="F", help="Grad-CAM box threshold as a fraction of the max."),
     limit: int = limit_option(None, "images (default: all; without --data, a demo split of 1000)"),
     images: int = legacy_images_option(),
-    layer: str = typer.Option(None, metavar="LAYER", help="CAM layer (default: the model record's feature layer)."),
+    layer: str = layer_option(),
     batch_size: int = typer.Option(None, min=1, metavar="N", help="Images per batch (default: 128 on a GPU, 16 on a CPU)."),
     workers: int = typer.Option(None, min=0, metavar="N", help="Image-decoding processes (default: half the cores)."),
     box_workers: int = typer.Option(None, min=0, metavar="N", help="Box-extraction processes, 0: in the main process "

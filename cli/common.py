@@ -145,6 +145,16 @@ def limit_option(default: int | None, what: str = "images"):
     return typer.Option(default, "--limit", min=1, metavar="N", help=text)
 
 
+def layer_option():
+    return typer.Option(None, "--layer", metavar="LAYER", help="CAM layer, e.g. layer4 or layer3.1 (default: the model "
+                        "record's feature layer).")
+
+
+def method_option(default: str = "gradcam", what: str = "CAM method"):
+    return typer.Option(default, "--method", metavar="NAME", help=f"{what} (any grad-cam method: gradcam, gradcam++, "
+                        "layercam, scorecam, ...).")
+
+
 def json_option():
     return flag("--json", help="Print the result as JSON on stdout.")
 

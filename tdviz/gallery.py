@@ -99,11 +99,12 @@ def _inclusive_gt(pre: Preprocess, boxes, width: int, height: int) -> np.ndarray
     return np.asarray(out, dtype=np.float64).reshape(-1, 4)
 
 
-def model_row(model: nn.Module, image: np.ndarray, gt, method: str) -> ModelRow:
-    """:class:`ModelRow` of ``model`` on ``image`` (RGB uint8) with GT boxes ``gt`` (original pixels)."""
+def model_row(model: nn.Module, image: np.ndarray, gt, method: str, layer: str | None = None) -> ModelRow:
+    """:class:`ModelRow` of ``model`` on ``image`` (RGB uint8) with GT boxes ``gt`` (original pixels);
+    maps at ``layer`` (default: the model record's feature layer)."""
     pre = Preprocess.for_model(model)
     device = next(model.parameters()).device
-    cams = step_cams(model, pre(image)[None].to(device), method=method, classes="topk", k=1)
+    cams = step_cams(model, pre(image)[None].to(device), layer=layer, method=method, classes="topk", k=1)
     names = class_names_for(model, cams.logits.shape[-1])
     ids = cams.class_ids[0, :, 0].tolist()
     maps = cams.maps[0, :, 0].detach().cpu().numpy()
@@ -148,7 +149,8 @@ def _with_groups(rows: dict[str, ModelRow], folder: Path, slugs: dict[str, str])
 
 
 def build_gallery(models: dict[str, nn.Module], images: Sequence[tuple], out_dir: str | os.PathLike,
-                  method: str = "gradcam", title: str = "", progress: bool = True) -> GalleryReport:
+                  method: str = "gradcam", title: str = "", progress: bool = True,
+                  layer: str | None = None) -> GalleryReport:
     """One card (and one paper figure) per image comparing ``models`` step by step, plus
     ``index.html`` and a contact sheet.
 
@@ -171,7 +173,7 @@ def build_gallery(models: dict[str, nn.Module], images: Sequence[tuple], out_dir
             except ImageError as err:
                 report.problems.append(f"{err} Skipped.")
                 continue
-            rows = {m: model_row(model, image, gt, method) for m, model in models.items()}
+            rows = {m: model_row(model, image, gt, method, layer) for m, model in models.items()}
             names = next(iter(rows.values())).class_names
             gt_name = names[label] if label is not None and 0 <= label < len(names) else None
             head = Path(path).name + (f" (GT: {gt_name})" if gt_name else "") + f" | {method}"
@@ -205,7 +207,7 @@ def build_gallery(models: dict[str, nn.Module], images: Sequence[tuple], out_dir
 
 def demo_gallery(out_dir: str | os.PathLike, n: int = 12, seed: int = 0, progress: bool = True,
                  models: dict[str, nn.Module] | None = None, two_objects: bool = False,
-                 method: str = "gradcam") -> GalleryReport:
+                 method: str = "gradcam", layer: str | None = None) -> GalleryReport:
     """A gallery of the whole demo zoo (or ``models``) on the first ``n`` images of the cached
     demo validation split, with the split's GT boxes."""
     from .datasets import demo_class_index, load_dataset
@@ -218,4 +220,5 @@ def demo_gallery(out_dir: str | os.PathLike, n: int = 12, seed: int = 0, progres
     models = models or {name: load_demo_model(name) for name in DEMO_MODELS}
     kind = "two-object demo split" if two_objects else "demo split"
     with torch.enable_grad():
-        return build_gallery(models, images, out_dir, method=method, title=f"{kind} (seed {seed})", progress=progress)
+        return build_gallery(models, images, out_dir, method=method, title=f"{kind} (seed {seed})", progress=progress,
+                             layer=layer)

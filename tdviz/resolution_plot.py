@@ -17,10 +17,7 @@ def _panel(ax, rows, step_of, title: str, train_sizes: dict[str, int]) -> None:
         if not pts:
             continue
         sizes, top1 = zip(*pts)
-        best = max(pts, key=lambda p: (p[1], -p[0]))
-        marker = "os^vD<>pX*"[i % 10]
-        ax.plot(sizes, top1, marker=marker, markersize=4, linewidth=1.4,
-                label=f"{model} (best {best[1]:.1f} at {best[0]})")
+        ax.plot(sizes, top1, marker="os^vD<>pX*"[i % 10], markersize=4, linewidth=1.4, label=model)
     for size in sorted(set(train_sizes.values())):
         ax.axvline(size, color="0.6", linestyle=":", linewidth=1)
     ax.set_title(title, fontsize=10)
@@ -28,30 +25,31 @@ def _panel(ax, rows, step_of, title: str, train_sizes: dict[str, int]) -> None:
     ax.set_ylabel("top-1 accuracy (%)", fontsize=9)
     ax.tick_params(labelsize=8)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower center", framealpha=0.9)
 
 
 def resolution_figure(run) -> Figure:
     """The figure (a :class:`matplotlib.figure.Figure`, no backend involved): the most confident
-    step (the paper's rule for TD models) and the last step, with the train size dotted."""
+    step (the paper's rule for TD models) and the last step, with the train size dotted, and one
+    legend under both panels (the table gives each model's best size)."""
     rows = run.rows
     train = {s.model: s.train_size for s in run.summary}
     last = {}
     for r in rows:
         if r.step != "mc":
             last[r.model] = max(last.get(r.model, 0), int(r.step))
-    fig = Figure(figsize=(7.0, 3.4), layout="constrained")
+    fig = Figure(figsize=(7.0, 4.0), layout="constrained")
     axes = fig.subplots(1, 2, sharey=True)
     _panel(axes[0], rows, lambda m: "mc", "most confident step (the paper's rule)", train)
     _panel(axes[1], rows, lambda m: str(last.get(m, 1)), "last step", train)
     axes[1].set_ylabel("")
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(4, len(labels)), fontsize=7.5, frameon=False)
     return fig
 
 
 def plot_resolution(run, stem: str | Path) -> list[Path]:
     """``<stem>.png`` (200 dpi) and ``<stem>.pdf`` (vector text) of :func:`resolution_figure`."""
-    fig = resolution_figure(run)
-    paths = [Path(f"{stem}.png"), Path(f"{stem}.pdf")]
-    fig.savefig(paths[0], dpi=200)
-    fig.savefig(paths[1])
-    return paths
+    from .figures import save_figure
+
+    return save_figure(resolution_figure(run), stem)

@@ -149,6 +149,7 @@ def attention_shift(
     method: str = "gradcam",
     ratio: float = 0.15,
     iou_threshold: float = 0.5,
+    layer: str | None = None,
 ):
     """Which GT object each computation step localizes, for a batch.
 
@@ -157,11 +158,11 @@ def attention_shift(
     (``ratio`` of the max, largest component). ``gt_boxes``: per image a [G, 4] array of
     inclusive boxes in the input frame. Returns ``(localized, boxes)``: per image a list
     of T entries (GT index or ``None``), and float64 step boxes [B, T, 4] (NaN rows =
-    no box).
+    no box). Maps at ``layer`` (default: the model record's feature layer).
     """
     from .cam import step_cams
 
-    maps = step_cams(model, images_tensor, method=method, classes="topk", k=1).maps[
+    maps = step_cams(model, images_tensor, layer=layer, method=method, classes="topk", k=1).maps[
         :, :, 0
     ]
     maps = maps.detach().float().cpu().numpy()
@@ -231,12 +232,14 @@ class ShiftRecord:
 
 
 def run_shift(models: dict, samples, batch_size: int = 16, method: str = "gradcam",
-              progress: bool = True, records: list | None = None) -> tuple[dict[str, ShiftStats], list[str]]:
+              progress: bool = True, records: list | None = None,
+              layer: str | None = None) -> tuple[dict[str, ShiftStats], list[str]]:
     """:class:`ShiftStats` of ``models`` on annotated images with several objects each
     (``samples``: :class:`tdviz.datasets.Sample` records, e.g. from a COCO json or ILSVRC XML).
     GT boxes are mapped into each model's input frame; images with fewer than two boxes are
     skipped and counted, as are unreadable ones. ``records``, when given, receives a
-    :class:`ShiftRecord` per image, model and step."""
+    :class:`ShiftRecord` per image, model and step. ``layer``: the CAM layer of every model
+    (default: each model record's feature layer)."""
     from .images import ImageError, Preprocess, read_image
     from .progress import image_progress
 
@@ -263,7 +266,7 @@ def run_shift(models: dict, samples, batch_size: int = 16, method: str = "gradca
                 x = torch.stack([pre(img) for _, img in batch]).to(next(model.parameters()).device)
                 gts = [np.asarray([pre.box_to_input([b[0], b[1], b[2] + 1, b[3] + 1], img.shape[1], img.shape[0])
                                    for b in s.boxes]) - np.array([0, 0, 1, 1]) for s, img in batch]
-                _, boxes = attention_shift(model, x, gts, method=method)
+                _, boxes = attention_shift(model, x, gts, method=method, layer=layer)
                 for i, gt in enumerate(gts):
                     loc = meters[name].update(boxes[i], gt)
                     if records is not None:

@@ -115,3 +115,28 @@ def test_figure_modules_choose_no_backend():
             "assert isinstance(fig, Figure); print('ok')")
     res = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr
+
+
+def test_layer_and_method_mean_the_same_in_gallery_and_shift(tmp_path):
+    """--layer moves the maps of gallery and shift as it does for cam; a wrong name is one sentence."""
+    import numpy as np
+    from PIL import Image
+
+    cells = {}
+    for name, extra in (("default", []), ("layer3", ["--layer", "layer3"])):
+        res = run_cli("gallery", "--demo", "--limit", "1", "--model", "demo_resnet", "--out", tmp_path / name, *extra)
+        assert res.returncode == 0, res.stderr
+        (cell,) = (tmp_path / name / "cells").rglob("*_s1_map.jpg")
+        cells[name] = np.asarray(Image.open(cell), dtype=float)
+    assert np.abs(cells["default"] - cells["layer3"]).mean() > 1
+    shifts = {}
+    for name, extra in (("layer4", ["--layer", "layer4"]), ("layer3", ["--layer", "layer3", "--method", "layercam"])):
+        res = run_cli("shift", "--model", "demo_resnet_tdtop", "--limit", "6", "--out", tmp_path / f"s{name}", "--json",
+                      *extra)
+        assert res.returncode == 0, res.stderr
+        shifts[name] = json.loads(res.stdout)["models"]["demo_resnet_tdtop"]["mean_iou_per_step"]
+    assert shifts["layer4"] != shifts["layer3"]
+    for cmd in (("gallery", "--demo", "--limit", "1"), ("shift", "--limit", "6")):
+        res = run_cli(*cmd, "--model", "demo_resnet", "--layer", "layer9", "--out", tmp_path / "bad")
+        assert res.returncode == 1 and "Layer 'layer9' is not in demo_resnet" in res.stderr
+        assert "Traceback" not in res.stderr and res.stderr.strip().count("\n") <= 1

@@ -176,6 +176,13 @@ def test_compare_view_switches_steps_and_zoom_reads(gallery, tmp_path):
         assert a["data-model"] == b["data-model"] == MODEL_B and a["data-step"] == b["data-step"] == str(step)
         seen[step] = re.search(r'id="cmp-pic-b"[^>]*><div class="pic"><img[^>]*src="([^"]+)"', dumped).group(1)
     assert seen[1].endswith("b_s1.jpg") and seen[2].endswith("b_s2.jpg")
+    # two models of which one has a single step: its pane stays at step 1 and offers no step 2
+    dumped, console = chromium(f"{page.as_uri()}?compare=3&step=2", tmp_path / "c3")
+    dom = Dom(dumped)
+    a, b = dom.dialogs["cmp-pic-a"], dom.dialogs["cmp-pic-b"]
+    assert console == [] and (a["data-model"], a["data-step"], b["data-model"], b["data-step"]) == (MODEL_A, "1", MODEL_B, "2")
+    options = lambda sel: re.findall(r'<option value="(\d+)"', re.search(rf'id="{sel}"[^>]*>(.*?)</select>', dumped).group(1))
+    assert options("cmp-step-a") == ["1"] and options("cmp-step-b") == ["1", "2"]
     dumped, console = chromium(f"{page.as_uri()}?zoom=3,1,2&view=map", tmp_path / "z")
     dom = Dom(dumped)
     assert console == [] and "hidden" not in dom.dialogs["zoom"] and dom.dialogs["zoom"]["data-step"] == "2"

@@ -14,6 +14,14 @@
     if (text !== undefined && text !== null) { e.textContent = text; }
     return e;
   }
+  function modelName(name) {  // a line may break after "_" or "@", never inside a word
+    var th = el("th", "model");
+    name.split(/(?<=[_@])/).forEach(function (part, i) {
+      if (i) { th.appendChild(document.createElement("wbr")); }
+      th.appendChild(document.createTextNode(part));
+    });
+    return th;
+  }
   function pct(v) { return Math.round(100 * v) + "%"; }
   function src(card, name) { return card.cells + encodeURIComponent(name); }
 
@@ -80,7 +88,7 @@
     card.rows.forEach(function (row, r) {
       var line = el("tr");
       line.dataset.model = row.model;
-      line.appendChild(el("th", "model", row.model));
+      line.appendChild(modelName(row.model));
       for (var s = 0; s <= steps; s++) {
         var td = el("td", s === 0 ? "input-cell" : "");
         if (s === 0) { td.dataset.group = row.group; }
@@ -206,7 +214,7 @@
     var row = Number((which === "a" ? selA : selB).value);
     var r = card.rows[row];
     var stepSel = which === "a" ? stepA : stepB;
-    var step = Math.min(Number(stepSel.value), r.steps.length);
+    var step = Number(stepSel.value);
     var holder = document.getElementById("cmp-pic-" + which);
     holder.textContent = "";
     holder.appendChild(picture(card, r, step));
@@ -215,6 +223,13 @@
     holder.dataset.model = r.model;
     holder.dataset.step = step;
   }
+  function setSteps(which, wanted) {  // a pane lists only its own model's steps; wanted is clamped to them
+    var card = cards[compareAt], sel = which === "a" ? selA : selB, stepSel = which === "a" ? stepA : stepB;
+    var n = card.rows[Number(sel.value)].steps.length, nums = [], labs = [];
+    for (var s = 1; s <= n; s++) { nums.push(String(s)); labs.push("step " + s); }
+    fillSelect(stepSel, nums, labs);
+    stepSel.value = String(Math.max(1, Math.min(Number(wanted), n)));
+  }
   function openCompare(index) {
     compareAt = index;
     var card = cards[index];
@@ -222,33 +237,33 @@
     fillSelect(selA, rows, card.rows.map(function (r) { return r.model; }));
     fillSelect(selB, rows, card.rows.map(function (r) { return r.model; }));
     var steps = Math.max.apply(null, card.rows.map(function (r) { return r.steps.length; }));
-    var nums = [], labs = [];
-    for (var s = 1; s <= steps; s++) { nums.push(String(s)); labs.push("step " + s); }
-    fillSelect(stepA, nums, labs); fillSelect(stepB, nums, labs);
     var vis = visibleRows(card);
     var multi = card.rows.filter(function (r) { return r.steps.length > 1; });
-    if (vis.length > 1) {  // two models at the same step
+    if (vis.length > 1) {  // two models, each at its last step
       selA.value = String(vis[0]); selB.value = String(vis[1]);
-      stepA.value = stepB.value = String(steps);
+      setSteps("a", steps); setSteps("b", steps);
     } else {  // one model, its first and last steps
       var one = multi.length ? card.rows.indexOf(multi[0]) : vis[0];
       selA.value = selB.value = String(one);
-      stepA.value = "1"; stepB.value = String(card.rows[one].steps.length);
+      setSteps("a", 1); setSteps("b", steps);
     }
     slider.max = steps; slider.value = stepA.value;
     paneDraw("a"); paneDraw("b");
     compare.hidden = false;
     body.classList.add("dlg-open");
   }
-  [selA, stepA].forEach(function (c) { c.addEventListener("change", function () { slider.value = stepA.value; paneDraw("a"); }); });
-  [selB, stepB].forEach(function (c) { c.addEventListener("change", function () { paneDraw("b"); }); });
-  slider.addEventListener("input", function () {  // the slider moves both panes to one step
-    stepA.value = stepB.value = slider.value;
+  selA.addEventListener("change", function () { setSteps("a", stepA.value); slider.value = stepA.value; paneDraw("a"); });
+  selB.addEventListener("change", function () { setSteps("b", stepB.value); paneDraw("b"); });
+  stepA.addEventListener("change", function () { slider.value = stepA.value; paneDraw("a"); });
+  stepB.addEventListener("change", function () { paneDraw("b"); });
+  slider.addEventListener("input", function () {  // both panes to one step (a model with fewer stays at its last)
+    setSteps("a", slider.value); setSteps("b", slider.value);
     paneDraw("a"); paneDraw("b");
   });
   document.getElementById("cmp-swap").addEventListener("click", function () {  // toggle A <-> B
-    var a = [selA.value, stepA.value];
-    selA.value = selB.value; stepA.value = stepB.value; selB.value = a[0]; stepB.value = a[1];
+    var a = [selA.value, stepA.value], b = [selB.value, stepB.value];
+    selA.value = b[0]; selB.value = a[0];
+    setSteps("a", b[1]); setSteps("b", a[1]);
     paneDraw("a"); paneDraw("b");
   });
   document.getElementById("cmp-close").addEventListener("click", closeAll);
