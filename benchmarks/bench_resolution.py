@@ -41,10 +41,14 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--box-workers", type=int, default=None,
+                   help="per-image work processes (default: as tdviz resolution, the cores left after --workers)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--out", default=None)
     args = p.parse_args()
     sizes = parse_sizes(args.sizes)
+    if args.box_workers is None:  # what the command does on this host
+        args.box_workers = max(0, (os.cpu_count() or 1) - 1 - args.workers)
     torch.manual_seed(0)
     model = tdviz.create_model(args.model).to(args.device).eval()
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
@@ -74,7 +78,7 @@ def main() -> None:
         for rep in range(args.repeats):
             start = time.perf_counter()
             run_resolution({args.model: model}, data, root / f"run{rep}", sizes, cfg, workers=args.workers,
-                           progress=False, plot=False)
+                           box_workers=args.box_workers, progress=False, plot=False)
             sync()
             walls.append(time.perf_counter() - start)
     models_s = sum(alone.values())
@@ -82,6 +86,7 @@ def main() -> None:
     result = {"model": args.model, "images": args.images, "sizes": list(sizes), "batch": args.batch,
               "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else
               (platform.processor() or "cpu"), "cores": os.cpu_count(), "workers": args.workers,
+              "box_workers": args.box_workers,
               "models_alone_s_per_size": {str(k): round(v, 3) for k, v in alone.items()},
               "models_alone_s": round(models_s, 2), "sweep_s_median": round(sweep, 2),
               "sweep_s_runs": [round(w, 2) for w in walls], "ratio": round(sweep / models_s, 3), "limit": 1.3}

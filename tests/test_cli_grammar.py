@@ -140,3 +140,17 @@ def test_layer_and_method_mean_the_same_in_gallery_and_shift(tmp_path):
         res = run_cli(*cmd, "--model", "demo_resnet", "--layer", "layer9", "--out", tmp_path / "bad")
         assert res.returncode == 1 and "Layer 'layer9' is not in demo_resnet" in res.stderr
         assert "Traceback" not in res.stderr and res.stderr.strip().count("\n") <= 1
+
+
+def test_each_torchrun_process_takes_its_share_of_the_cores(monkeypatch):
+    import os
+
+    from tdviz_cli.common import split_cores
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert split_cores(None, None) == (8, 7)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # 4 processes on this host: 4 cores each
+    assert split_cores(None, None) == (2, 1) and split_cores(3, None) == (3, 0) and split_cores(None, 5) == (2, 5)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "32")
+    assert split_cores(None, None) == (0, 0)

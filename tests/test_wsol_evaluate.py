@@ -8,6 +8,7 @@ import sys
 import time
 
 import pytest
+from conftest import run_cli
 
 from tdviz.demo import make_demo_split
 from tdviz.models.demo_zoo import load_demo_model
@@ -58,13 +59,13 @@ def test_records_and_csv(split, model, tmp_path):
     assert len(list((tmp_path / "maps" / "td").glob("*.npz"))) == 10
 
 
-def test_killed_run_resumes_to_the_same_results(split, tmp_path):
+def test_killed_run_and_killed_shard_resume_to_the_same_results(split, tmp_path):
     env = dict(os.environ, TDVIZ_CACHE=str(tmp_path / "cache"))
+    cli_env = {"TDVIZ_CACHE": env["TDVIZ_CACHE"]}
     base = [sys.executable, "-m", "tdviz_cli.main", "wsol", "--model", "demo_resnet_tdjoint", "--data",
             str(split / "images"), "--boxes", str(split / "boxes_xml"), "--batch-size", "2", "--workers", "0",
             "--box-workers", "0", "--json"]
-    clean = subprocess.run(base + ["--out", str(tmp_path / "clean")], check=False, capture_output=True, text=True, env=env,
-                           timeout=300)
+    clean = run_cli(*base[3:], "--out", tmp_path / "clean", env=cli_env)  # only the killed runs need a process
     assert clean.returncode == 0, clean.stderr
     out = tmp_path / "killed"
     proc = subprocess.Popen(base + ["--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
@@ -75,12 +76,28 @@ def test_killed_run_resumes_to_the_same_results(split, tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (out / "results.json").exists(), "the run finished before it could be killed"
-    resumed = subprocess.run(base + ["--out", str(out), "--resume"], check=False, capture_output=True, text=True, env=env,
-                             timeout=300)
+    resumed = run_cli(*base[3:], "--out", out, "--resume", env=cli_env)
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads((out / "results.json").read_text()) == json.loads((tmp_path / "clean" / "results.json").read_text())
     lines = (out / "records.jsonl").read_text().splitlines()
     assert len(lines) == 24 and len({json.loads(x)["image_id"] for x in lines}) == 24
+    # a shard killed mid-run, the other shard finished, the killed one resumed: one run's results
+    sharded = tmp_path / "sharded"
+    proc = subprocess.Popen(base + ["--out", str(sharded), "--shard", "0/2"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=env)
+    records = sharded / "shard-0-of-2" / "records.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (records.exists() and records.read_text().count("\n") >= 4):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert records.read_text().count("\n") < 12, "the shard finished before it could be killed"
+    other = run_cli(*base[3:], "--out", sharded, "--shard", "1/2", env=cli_env)
+    assert other.returncode == 0 and not (sharded / "results.json").exists(), other.stderr
+    resumed = run_cli(*base[3:], "--out", sharded, "--shard", "0/2", "--resume", env=cli_env)
+    assert resumed.returncode == 0, resumed.stderr
+    merged = json.loads((sharded / "results.json").read_text())
+    assert merged == json.loads((tmp_path / "clean" / "results.json").read_text()) and merged["images"] == 24
 
 
 def test_resume_with_other_settings_is_refused(split, model, tmp_path):
