@@ -70,6 +70,10 @@ def cam(
     from tdviz.models.base import model_num_classes
 
     seed_everything(seed)
+    if diff and not steps:  # the change between steps needs the steps; nothing asked for is dropped
+        err.print("[yellow]note:[/yellow] --diff compares computation steps, so every step is drawn (--steps).",
+                  highlight=False)
+        steps = True
     net, note = resolve_model(model, weights, ema, num_classes)
     net = net.to(pick_device(device))
     warn_models(ModelSet({"the model": net}, {"the model": ModelSource(model or "", weights, note, "")}))

@@ -160,8 +160,10 @@ def test_symlink_loop_under_data_does_not_hang(split, tmp_path):
     assert res.returncode == 0, res.stderr
     payload = json.loads(res.stdout)
     assert payload["images"] == 12 and any("loop" in p for p in payload["skipped"])
-    res = cli("cam", images, "--out", tmp_path / "c", "--json", timeout=120)
-    assert json.loads(res.stdout)["records"] and len(json.loads(res.stdout)["records"]) == 12
+    from tdviz.images import expand_inputs  # what `tdviz cam` and `tdviz gallery` walk with
+
+    files, problems = expand_inputs([str(images)])
+    assert len(files) == 12 and len(problems) == 2 and all("already walked" in p for p in problems)
     res = cli("selectivity", "--data", images, "--model", "demo_resnet", "--out", tmp_path / "s", "--json",
               "--workers", "0", timeout=120)
     assert res.returncode == 0 and json.loads(res.stdout)["images"] == 12

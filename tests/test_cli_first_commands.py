@@ -73,6 +73,8 @@ def test_final_step_is_called_by_its_number(photo, tmp_path):
     assert res.returncode == 0 and "step 2:" in res.stdout and "step 1:" not in res.stdout
     res = tdviz_cli("cam", photo / "cat.1.jpg", "--out", tmp_path, "--steps", "--json")
     assert json.loads(res.stdout)["records"][0]["steps"] == [1, 2]
+    res = tdviz_cli("cam", photo / "cat.1.jpg", "--out", tmp_path / "d", "--diff", "--json")  # --diff needs the steps
+    assert json.loads(res.stdout)["records"][0]["steps"] == [1, 2] and "--diff compares computation steps" in res.stderr
 
 
 def test_dotted_names_keep_every_output_apart(photo, tmp_path):

@@ -15,7 +15,7 @@ from tdviz_cli.main import app
 COMMANDS = ("models", "demo", "cam", "wsol", "resolution", "selectivity", "gallery", "shift")
 #: option -> (metavar, takes a value); each must mean the same in every command that has it
 SHARED = {"--model": "NAME", "--weights": "FILE", "--num-classes": "N", "--ema": "", "--device": "DEVICE",
-          "--seed": "N", "--limit": "N", "--json": "", "--out": None}
+          "--seed": "N", "--limit": "N", "--json": "", "--out": None, "--layer": "LAYER", "--method": "NAME"}
 
 
 def _commands() -> dict[str, click.Command]:
