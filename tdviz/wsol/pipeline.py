@@ -227,8 +227,9 @@ class WsolRun:
         if not good:
             return launched
         labels = torch.tensor([s.label for s in good])
-        parts = {name: self._model_part(name, model, batch.stacked, labels, preprocs)
-                 for name, model in self.models.items()}
+        queued = {name: self._on_device(name, model, batch.stacked, labels, preprocs)  # every model's GPU work
+                  for name, model in self.models.items()}                          # first, then the copies
+        parts = {name: self._to_host(dev) for name, dev in queued.items()}
         launched.mc = {name: part.mc for name, part in parts.items()}
         images = [ImageEntry.of(s, w, h) for s, (_, (w, h, _)) in zip(good, batch.good)]
         names = tuple(make_metrics(self.cfg.protocols, self.cfg.metric_options(), self.has_masks, self.cfg.metrics))
@@ -265,6 +266,12 @@ class WsolRun:
     def _model_part(self, name, model, stacked, labels, preprocs) -> ModelPart:
         """One model on one batch: classes, scores and boxes (or masks) of the cam protocol, the GT
         class's raw map of the wsol protocol, the most confident step; all on the host."""
+        return self._to_host(self._on_device(name, model, stacked, labels, preprocs))
+
+    def _on_device(self, name, model, stacked, labels, preprocs) -> SimpleNamespace:
+        """The device work of :meth:`_model_part`, queued without waiting for it: `_launch` queues
+        every model's (every test size's) before the first copy to the host, so the GPU is not idle
+        while Python launches the next forward."""
         device = next(model.parameters()).device
         cams_of: dict[str, object] = {}
         need = {p: p == "wsol" or self.has_boxes or self.save_maps is not None for p in self.cfg.protocols}
@@ -280,23 +287,31 @@ class WsolRun:
         first = next(iter(cams_of.values()))
         pre = preprocs.get(f"cam:{name}") or Preprocess.for_model(model)
         frame = InputFrame(pre.mode, pre.size, pre.resize)  # what workers need of it, without torch
-        part = ModelPart(first.logits.shape[1], frame, (pre.size, pre.size),
-                         most_confident_step(first.logits.float())[0].cpu().numpy() - 1)  # index
+        out = SimpleNamespace(name=name, model=model, cams_of=cams_of, first=first, frame=frame, size=pre.size,
+                              mc=most_confident_step(first.logits.float())[0], maps=None, normalized=False,
+                              cam_boxes=None)
         cam = cams_of.get("cam")
-        if cam is not None and cam.raw is None and cam.maps is None:  # classification only
+        if cam is not None and (cam.raw is not None or cam.maps is not None):
+            maps, out.normalized = (cam.raw, False) if cam.raw is not None else (cam.maps, True)
+            out.maps = maps.float()
+            if _components_on_device(out.maps.device):
+                out.cam_boxes = gradcam_rule_boxes(out.maps, (pre.size, pre.size), self.cfg.cam_ratio, out.normalized)
+        return out
+
+    def _to_host(self, dev: SimpleNamespace) -> ModelPart:
+        """The :class:`ModelPart` of :meth:`_on_device`'s results (this is where the copies wait)."""
+        first, cams_of = dev.first, dev.cams_of
+        part = ModelPart(first.logits.shape[1], dev.frame, (dev.size, dev.size), dev.mc.cpu().numpy() - 1)  # index
+        cam = cams_of.get("cam")
+        if cam is not None:
             part.class_ids = cam.class_ids.cpu().numpy()
             part.scores = cam.scores.float().cpu().numpy()
-        elif cam is not None:
-            maps, normalized = (cam.raw, False) if cam.raw is not None else (cam.maps, True)
-            maps = maps.float()
-            part.class_ids = cam.class_ids.cpu().numpy()
-            part.scores = cam.scores.float().cpu().numpy()
-            if _components_on_device(maps.device):
-                part.cam_boxes = gradcam_rule_boxes(maps, part.size, self.cfg.cam_ratio, normalized).cpu().numpy()
-            else:  # the CPU labels components faster with OpenCV, in the pool
-                masks = gradcam_rule_masks(maps.flatten(0, 2), part.size, self.cfg.cam_ratio, normalized)
-                bits = np.packbits(masks.flatten(1).cpu().numpy(), axis=1)
-                part.cam_masks = bits.reshape(*maps.shape[:3], -1)
+        if dev.cam_boxes is not None:
+            part.cam_boxes = dev.cam_boxes.cpu().numpy()
+        elif dev.maps is not None:  # the CPU labels components faster with OpenCV, in the pool
+            masks = gradcam_rule_masks(dev.maps.flatten(0, 2), part.size, self.cfg.cam_ratio, dev.normalized)
+            bits = np.packbits(masks.flatten(1).cpu().numpy(), axis=1)
+            part.cam_masks = bits.reshape(*dev.maps.shape[:3], -1)
         wsol = cams_of.get("wsol")
         if wsol is not None:
             if wsol.raw is None:
@@ -308,8 +323,8 @@ class WsolRun:
             if cam is not None:
                 key = "cam_raw" if cam.raw is not None else "cam_maps"
                 part.save[key] = (cam.raw if cam.raw is not None else cam.maps).float().cpu().numpy()
-            part.meta = {"model": name, "name": getattr(model, "tdviz_name", None), "method": self.cfg.method,
-                         "layer": first.layer, "cam_preprocess": asdict(frame), "cam_ratio": self.cfg.cam_ratio}
+            part.meta = {"model": dev.name, "name": getattr(dev.model, "tdviz_name", None), "method": self.cfg.method,
+                         "layer": first.layer, "cam_preprocess": asdict(dev.frame), "cam_ratio": self.cfg.cam_ratio}
         return part
 
     def _commit(self, launched: Launched, advance: Callable[[int], None]) -> None:
