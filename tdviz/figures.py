@@ -171,6 +171,11 @@ def searchlight_figure(view: np.ndarray, searchlights: dict[str, np.ndarray], ca
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_title(f"A_{t + 1} (prepares step {t + 2})", fontsize=8)
+    if steps:  # the CAM row keeps its own scale: jet, as in the step grid
+        cc = fig.colorbar(ScalarMappable(Normalize(0, 1), matplotlib.colormaps["jet"]), ax=axes[0, 1:], shrink=0.8,
+                          aspect=12, pad=0.01)
+        cc.set_label("CAM (normalized)", fontsize=8)
+        cc.ax.tick_params(labelsize=7)
     if searchlights:
         cb = fig.colorbar(ScalarMappable(Normalize(0, 1), matplotlib.colormaps["viridis"]), ax=axes[1:, 1:],
                           shrink=0.8, aspect=25, pad=0.01)
