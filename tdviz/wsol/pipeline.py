@@ -132,7 +132,7 @@ class WsolRun:
         label, classes = min(known.items(), key=lambda kv: kv[1])
         if self.cfg.topk > classes:
             raise TdvizError(f"--topk {self.cfg.topk} is more than the {classes} classes of model {label!r}: use "
-                             f"--topk {min(5, classes)} or less.")
+                             f"--topk {classes} or less.")
         keep, bad = [], []
         for s in samples:
             if 0 <= s.label < classes:
