@@ -1,8 +1,8 @@
 """`tdviz selectivity` on real demo images and the shipped models."""
 
 import json
-import subprocess
-import sys
+
+from conftest import run_cli
 
 from tdviz.classify import ImageFolderDataset
 from tdviz.demo import make_demo_split
@@ -28,12 +28,8 @@ def test_run_selectivity_per_model_layer_step(tmp_path):
 
 
 def test_selectivity_cli(tmp_path):
-    import os
-
-    env = dict(os.environ, TDVIZ_CACHE=str(tmp_path / "cache"))
-    res = subprocess.run([sys.executable, "-m", "tdviz_cli.main", "selectivity", "--images", "20", "--model",
-                          "demo_resnet_tdtop", "--out", str(tmp_path / "out"), "--json", "--workers", "0"],
-                         check=False, capture_output=True, text=True, env=env, timeout=300)
+    res = run_cli("selectivity", "--limit", "20", "--model", "demo_resnet_tdtop", "--out", tmp_path / "out", "--json",
+                  "--workers", "0", env={"TDVIZ_CACHE": str(tmp_path / "cache")})
     assert res.returncode == 0, res.stderr
     payload = json.loads(res.stdout)
     assert payload["images"] == 20 and [r["step"] for r in payload["results"]] == [1, 2]
