@@ -76,12 +76,12 @@ def demo(
                           "wsol_results": report.wsol}, indent=2))
         return
     steps = max(len(a.top1) for a in report.accuracy)
-    table = Table(title=f"Demo: cluttered Fashion-MNIST validation, {report.accuracy[0].images} images, top-1 % per step (and top-5)")
+    table = Table(title=f"Demo: cluttered Fashion-MNIST validation, {report.accuracy[0].images} images, top-1 %")
     table.add_column("model")
     for t in range(1, steps + 1):
         table.add_column(f"step {t}", justify="right")
     table.add_column("most confident", justify="right")
-    table.add_column("top-5, last step", justify="right")
+    table.add_column("top-5 (last step)", justify="right")
     for a in report.accuracy:
         cells = [f"{a.top1[t]:.2f}" if t < len(a.top1) else "" for t in range(steps)]
         table.add_row(a.model, *cells, f"{a.top1_most_confident:.2f}", f"{a.top5[-1]:.2f}")
