@@ -212,6 +212,6 @@ def save_figure(fig: Figure, stem: str | Path, formats: Sequence[str] = ("png", 
             if fmt == "png":
                 Image.fromarray(_rgb_pixels(fig, dpi)).save(path, dpi=(dpi, dpi))
             else:
-                fig.savefig(path, dpi=dpi)
+                fig.savefig(path, dpi=dpi, metadata={"CreationDate": None})  # same input, same bytes
             written.append(path)
     return written

@@ -112,6 +112,8 @@ def write_gallery_page(out_dir: Path, cards: list[dict], models: Sequence[str], 
 <button type="button" id="cmp-swap">swap A ⇄ B</button>
 <label>B <select id="cmp-b"></select></label><select id="cmp-step-b"></select>
 <label>step <input type="range" id="cmp-slider" min="1" max="1" value="1"></label>
+<label>show <select id="cmp-view"><option value="overlay">overlay</option><option value="map">map only</option>
+<option value="input">input</option></select></label><label><input type="checkbox" id="cmp-boxes" checked> boxes</label>
 <button type="button" id="cmp-close">close</button></div>
 <div class="panes"><div class="pane"><div id="cmp-pic-a"></div><span id="cmp-cap-a" class="cap"></span></div>
 <div class="pane"><div id="cmp-pic-b"></div><span id="cmp-cap-b" class="cap"></span></div></div>

@@ -183,6 +183,11 @@ def test_compare_view_switches_steps_and_zoom_reads(gallery, tmp_path):
     assert console == [] and (a["data-model"], a["data-step"], b["data-model"], b["data-step"]) == (MODEL_A, "1", MODEL_B, "2")
     options = lambda sel: re.findall(r'<option value="(\d+)"', re.search(rf'id="{sel}"[^>]*>(.*?)</select>', dumped).group(1))
     assert options("cmp-step-a") == ["1"] and options("cmp-step-b") == ["1", "2"]
+    # the view's own show / boxes controls, set from the page's state
+    dumped, console = chromium(f"{page.as_uri()}?compare=3&step=2&view=map&boxes=0", tmp_path / "c4")
+    assert console == [] and 'id="cmp-view"' in dumped and 'id="cmp-boxes"' in dumped
+    assert re.search(r'id="cmp-pic-b"[^>]*><div class="pic"><img[^>]*src="[^"]*b_s2_map.jpg"', dumped)
+    assert re.search(r'<body[^>]*class="[^"]*no-boxes', dumped)
     dumped, console = chromium(f"{page.as_uri()}?zoom=3,1,2&view=map", tmp_path / "z")
     dom = Dom(dumped)
     assert console == [] and "hidden" not in dom.dialogs["zoom"] and dom.dialogs["zoom"]["data-step"] == "2"

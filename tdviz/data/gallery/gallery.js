@@ -248,6 +248,7 @@
       setSteps("a", 1); setSteps("b", steps);
     }
     slider.max = steps; slider.value = stepA.value;
+    cmpView.value = state.view; cmpBoxes.checked = state.boxes;
     paneDraw("a"); paneDraw("b");
     compare.hidden = false;
     body.classList.add("dlg-open");
@@ -266,6 +267,13 @@
     setSteps("a", b[1]); setSteps("b", a[1]);
     paneDraw("a"); paneDraw("b");
   });
+  // overlay / map only / input and the boxes, from inside the view: the page's own controls follow
+  var cmpView = document.getElementById("cmp-view"), cmpBoxes = document.getElementById("cmp-boxes");
+  cmpView.addEventListener("change", function () {
+    views.forEach(function (v) { v.checked = v.value === cmpView.value; });
+    apply(); paneDraw("a"); paneDraw("b");
+  });
+  cmpBoxes.addEventListener("change", function () { boxToggle.checked = cmpBoxes.checked; apply(); });
   document.getElementById("cmp-close").addEventListener("click", closeAll);
   compare.addEventListener("click", function (e) { if (e.target === compare) { closeAll(); } });
 
