@@ -51,22 +51,38 @@ COST_TABLE = Path(__file__).resolve().parent / "data" / "model_costs.json"
 def describe_models(names: list[str] | None = None, size: int = 224, measure: bool = False) -> list[ModelRow]:
     """Parameter count, GMACs and steps of registered models.
 
-    At 224 px the registry's names are read from the shipped table ``data/model_costs.json``
-    (measuring all of them takes 20 s; the test suite checks the table against a measurement of
-    every name); other sizes, names not in the table, and ``measure=True`` build the model on the
-    meta device and count."""
+    At 224 px a name whose registry entry is still the one tdviz ships is read from the table
+    ``data/model_costs.json`` (measuring all of them takes 20 s; the test suite checks the table
+    against a measurement of every name); other sizes, other or re-registered entries, and
+    ``measure=True`` build the model on the meta device and count."""
     from .models.registry import get_spec, list_models
 
     table = _cost_table() if size == 224 and not measure else {}
     rows = []
     for name in names or list_models():
         spec = get_spec(name)
-        if name in table:
-            params, gmacs, steps = table[name]
+        row = table.get(name)
+        if row is not None and row[3] == spec_fingerprint(spec):
+            params, gmacs, steps = row[:3]
         else:
             params, gmacs, steps = measure_model(name, size)
         rows.append(ModelRow(name, params, gmacs, steps, spec.description))
     return rows
+
+
+def spec_fingerprint(spec) -> str:
+    """What a registry entry builds (builder, arguments, TD settings), in words that do not change
+    between processes: a table row is used only for the entry it was measured on."""
+    def word(v) -> str:
+        if isinstance(v, dict):
+            return "{" + ",".join(f"{k}:{word(v[k])}" for k in sorted(v)) + "}"
+        if isinstance(v, (list, tuple)):
+            return "[" + ",".join(word(x) for x in v) + "]"
+        if callable(v):
+            return f"{getattr(v, '__module__', '')}.{getattr(v, '__qualname__', type(v).__name__)}"
+        return repr(v)
+
+    return f"{word(spec.builder)}|{word(spec.kwargs)}|{spec.td!r}|{spec.record.num_classes}"
 
 
 def measure_model(name: str, size: int = 224) -> tuple[int, float, int]:
@@ -79,17 +95,20 @@ def measure_model(name: str, size: int = 224) -> tuple[int, float, int]:
     return count_parameters(model), count_gmacs(model, size), steps
 
 
-def _cost_table() -> dict[str, tuple[int, float, int]]:
+def _cost_table() -> dict[str, tuple[int, float, int, str]]:
     if not COST_TABLE.is_file():
         return {}
-    return {name: (row["params"], row["gmacs"], row["steps"]) for name, row in json.loads(COST_TABLE.read_text()).items()}
+    return {name: (row["params"], row["gmacs"], row["steps"], row.get("spec", ""))
+            for name, row in json.loads(COST_TABLE.read_text()).items()}
 
 
 def write_cost_table(path: Path = COST_TABLE) -> Path:
     """Measure every registered name at 224 px and write the table `describe_models` reads."""
+    from .models.registry import get_spec
+
     rows = describe_models(measure=True)
-    path.write_text(json.dumps({r.name: {"params": r.params, "gmacs": r.gmacs, "steps": r.steps} for r in rows},
-                               indent=1) + "\n")
+    path.write_text(json.dumps({r.name: {"params": r.params, "gmacs": r.gmacs, "steps": r.steps,
+                                         "spec": spec_fingerprint(get_spec(r.name))} for r in rows}, indent=1) + "\n")
     return path
 
 

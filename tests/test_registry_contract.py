@@ -49,3 +49,19 @@ def test_registered_model_contract(name, model_rows):
     assert out.logits.shape == (2, steps, expected.shape[-1])
     torch.testing.assert_close(out.logits[:, -1], expected, rtol=1e-5, atol=1e-5)
     assert out.activations[layer].shape[:2] == (2, steps)
+
+
+def test_a_re_registered_name_is_measured_not_read_from_the_table():
+    from dataclasses import replace
+
+    from tdviz.models.registry import get_spec, register
+
+    shipped = get_spec("resnet18")
+    (before,) = tdviz.describe_models(["resnet18"])
+    try:
+        register(replace(shipped, kwargs={**shipped.kwargs, "layers": [1, 1, 1, 1]}))  # a user's own resnet18
+        (after,) = tdviz.describe_models(["resnet18"])
+    finally:
+        register(shipped)
+    assert after.params < before.params and after.gmacs < before.gmacs
+    assert tdviz.describe_models(["resnet18"])[0] == before
