@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -32,7 +33,7 @@ def worker(args) -> None:
 
     import tdviz
     from tdviz.datasets import load_dataset
-    from tdviz.wsol.config import WsolConfig
+    from tdviz.wsol.config import WsolConfig, split_cores
     from tdviz.wsol.evaluate import run_wsol
 
     local = int(os.environ.get("LOCAL_RANK", "0"))
@@ -41,10 +42,9 @@ def worker(args) -> None:
     model = tdviz.create_model(args.model).to(device).eval()
     index = json.loads((Path(args.data) / "index.json").read_text())
     data = load_dataset(Path(args.data) / "xml", images_root=Path(args.data) / "images", class_index=index)
-    share = max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    workers = share // 2
+    workers, box_workers = split_cores()  # this process's share of the host's cores, as `tdviz wsol`
     run_wsol({args.model: model}, data, args.out, WsolConfig(batch_size=args.batch, topk=5), workers=workers,
-             box_workers=max(0, share - 1 - workers), progress=False)
+             box_workers=box_workers, progress=False)
 
 
 def main() -> None:
@@ -78,7 +78,7 @@ def main() -> None:
                "--device", args.device]
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
                    NCCL_NVLS_ENABLE="0")  # NVLink multicast stays off
-        subprocess.run(["rm", "-rf", str(out)], check=True)
+        shutil.rmtree(out, ignore_errors=True)
         start = time.perf_counter()
         subprocess.run(cmd, check=True, env=env)
         wall = time.perf_counter() - start

@@ -47,8 +47,9 @@ def main() -> None:
     p.add_argument("--out", default=None)
     args = p.parse_args()
     sizes = parse_sizes(args.sizes)
-    if args.box_workers is None:  # what the command does on this host
-        args.box_workers = max(0, (os.cpu_count() or 1) - 1 - args.workers)
+    from tdviz.wsol.config import split_cores
+
+    _, args.box_workers = split_cores(args.workers, args.box_workers)  # what the command does on this host
     torch.manual_seed(0)
     model = tdviz.create_model(args.model).to(args.device).eval()
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)

@@ -28,7 +28,6 @@ from .common import (
     print_skipped,
     seed_everything,
     seed_option,
-    split_cores,
     user_errors,
     warn_models,
     weights_option,
@@ -93,6 +92,7 @@ def wsol(
     """Weakly-supervised localization per model and per step: the paper's Table 3 and wsolevaluation's metrics."""
     from tdviz.datasets import load_dataset
     from tdviz.loading import resolve_models
+    from tdviz.wsol.config import split_cores
     from tdviz.wsol.evaluate import PROTOCOLS, WsolConfig, demo_wsol_dataset, run_wsol
 
     protocols = tuple(protocol or PROTOCOLS)
@@ -167,7 +167,7 @@ def resolution(
     from tdviz.datasets import Dataset, load_dataset, read_imagefolder_labels
     from tdviz.loading import resolve_models
     from tdviz.resolution import parse_sizes, run_resolution
-    from tdviz.wsol.config import WsolConfig
+    from tdviz.wsol.config import WsolConfig, split_cores
     from tdviz.wsol.evaluate import demo_wsol_dataset
     from tdviz.wsol.shards import parse_shard
 

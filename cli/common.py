@@ -203,17 +203,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(int(seed))
 
 
-def split_cores(workers: int | None, box_workers: int | None) -> tuple[int, int]:
-    """Decoding and box extraction share the cores about evenly (measured best on 16-core GPU hosts);
-    under torchrun each of the host's LOCAL_WORLD_SIZE processes splits only its share of them."""
-    import os
-
-    cores = max(1, (os.cpu_count() or 1) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)))
-    workers = (cores // 2) if workers is None else workers
-    box_workers = max(0, cores - 1 - workers) if box_workers is None else box_workers
-    return workers, box_workers
-
-
 def print_skipped(problems, limit: int = 20) -> None:
     """The first ``limit`` skipped items on stderr, and how many more there were."""
     for problem in problems[:limit]:

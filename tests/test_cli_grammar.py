@@ -145,7 +145,7 @@ def test_layer_and_method_mean_the_same_in_gallery_and_shift(tmp_path):
 def test_each_torchrun_process_takes_its_share_of_the_cores(monkeypatch):
     import os
 
-    from tdviz_cli.common import split_cores
+    from tdviz.wsol.config import split_cores
 
     monkeypatch.setattr(os, "cpu_count", lambda: 16)
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
