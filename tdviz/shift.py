@@ -189,8 +189,9 @@ def run_shift_demo(
 ) -> dict[str, ShiftStats]:
     """:class:`ShiftStats` of demo-zoo models on the first ``n`` two-object val canvases
     (``seed``), rendered in memory and batched; every model sees the same images."""
-    from .demo.canvas import load_source, render_sample
+    from .demo.canvas import load_source
     from .demo.dataset import to_tensor
+    from .demo.generators import render_sample
     from .models.demo_zoo import load_demo_model
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")

@@ -1,5 +1,6 @@
-"""Cluttered Fashion-MNIST demo data: determinism, pixel-true annotations, split
-hygiene and lossless round trips through every export format."""
+"""Cluttered Fashion-MNIST demo data, generator v1 (kept to reproduce earlier results): determinism,
+pixel-true annotations, split hygiene and lossless round trips through every export format.
+Generator v2 has its own tests (test_demo_scene.py); the export formats are the same for both."""
 from __future__ import annotations
 
 import csv
@@ -42,21 +43,21 @@ def test_set():
 
 @pytest.fixture(scope="module")
 def one_obj():
-    return generate_split("val", N, SEED)
+    return generate_split("val", N, SEED, version=1)
 
 
 @pytest.fixture(scope="module")
 def two_obj():
-    return generate_split("val", N, SEED, two_objects=True)
+    return generate_split("val", N, SEED, two_objects=True, version=1)
 
 
 @pytest.fixture(scope="module")
 def written(tmp_path_factory):
     """The same split written twice (2 workers vs in-process) and once with another seed."""
     root = tmp_path_factory.mktemp("demo")
-    a = make_demo_split(root / "a", n=N, seed=SEED, workers=2)
-    b = make_demo_split(root / "b", n=N, seed=SEED, workers=1)
-    c = make_demo_split(root / "c", n=N, seed=SEED + 1, workers=1)
+    a = make_demo_split(root / "a", n=N, seed=SEED, workers=2, version=1)
+    b = make_demo_split(root / "b", n=N, seed=SEED, workers=1, version=1)
+    c = make_demo_split(root / "c", n=N, seed=SEED + 1, workers=1, version=1)
     return a, b, c
 
 
@@ -175,15 +176,15 @@ def test_validation_uses_only_test_items(one_obj, two_obj, test_set, monkeypatch
     monkeypatch.setenv("TDVIZ_FASHION_DIR", str(tmp_path / "no-train-here"))
     with pytest.raises(FileNotFoundError):
         load_fashion("train")
-    assert np.array_equal(generate_split("val", 2, SEED)[1].image, one_obj[1].image)
-    make_demo_split(tmp_path / "v", n=3, seed=SEED, workers=1)
+    assert np.array_equal(generate_split("val", 2, SEED, version=1)[1].image, one_obj[1].image)
+    make_demo_split(tmp_path / "v", n=3, seed=SEED, workers=1, version=1)
 
 
 def test_train_split_tags_and_pixels(test_set):
     # the shipped test arrays stand in as the "train" source to check the train path offline
     images, labels = test_set
-    train = generate_split("train", 6, SEED, source=(images, labels))
-    val = generate_split("val", 6, SEED)
+    train = generate_split("train", 6, SEED, source=(images, labels), version=1)
+    val = generate_split("val", 6, SEED, version=1)
     for s, v in zip(train, val):
         assert s.meta["split"] == "train" and s.meta["source_split"] == "train"
         assert s.image_id.startswith("train_")
@@ -196,7 +197,7 @@ def test_train_split_tags_and_pixels(test_set):
 def test_train_split_real_train_items():
     images, _labels = load_fashion("train", fashion.SYSTEM_DIR)
     assert images.shape == (60000, 28, 28)
-    for s in generate_split("train", 3, SEED, fashion_dir=fashion.SYSTEM_DIR):
+    for s in generate_split("train", 3, SEED, fashion_dir=fashion.SYSTEM_DIR, version=1):
         assert s.meta["source_split"] == "train"
         assert np.array_equal(render(s.meta, images)[0], s.image)
 
@@ -330,7 +331,7 @@ def test_cache_and_atomic_write(tmp_path, monkeypatch):
 def test_canvas_dataset_matches_generator(one_obj):
     import torch
 
-    ds = CanvasDataset("val", N, SEED)
+    ds = CanvasDataset("val", N, SEED, version=1)
     assert len(ds) == N
     mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
@@ -339,7 +340,7 @@ def test_canvas_dataset_matches_generator(one_obj):
         ref = (torch.from_numpy(one_obj[i].image).permute(2, 0, 1).float() / 255 - mean) / std
         assert x.dtype == torch.float32 and x.shape == (3, 224, 224)
         assert torch.allclose(x, ref, atol=1e-5) and y == one_obj[i].label
-    x, y, target = CanvasDataset("val", N, SEED, two_objects=True, return_target=True)[3]
+    x, y, target = CanvasDataset("val", N, SEED, two_objects=True, return_target=True, version=1)[3]
     assert target["boxes"].shape == (2, 4) and target["masks"].shape == (2, 224, 224)
     assert y == int(target["labels"][0])
 

@@ -1,5 +1,7 @@
 """Built-in demo benchmark: cluttered Fashion-MNIST for weakly-supervised localization.
 
+* Two canvas generators (:mod:`tdviz.demo.generators`): v2 (:mod:`.scene`, the default, on which
+  the shipped zoo is trained) and v1 (:mod:`.canvas`, kept to reproduce earlier results).
 * :func:`make_demo_split` writes the validation split (from the packaged
   Fashion-MNIST test set) in ImageFolder, ILSVRC XML, Kaggle CSV,
   wsolevaluation and COCO formats, cached under ``$TDVIZ_CACHE`` or
@@ -8,19 +10,16 @@
 * :func:`generate_split` / :func:`render_sample` give in-memory samples.
 """
 from .build import default_cache_dir, make_demo_split, split_dir_name
-from .canvas import (
-    GENERATOR_VERSION,
-    Sample,
-    generate_split,
-    make_sample,
-    render,
-    render_sample,
-)
+from .canvas import Sample, make_sample, render
+from .generators import DEFAULT_VERSION, generate_split, render_sample
+
+GENERATOR_VERSION = DEFAULT_VERSION  # the name before generator v2; kept for scripts that read it
 from .export import write_split
 from .fashion import CLASS_NAMES, load_fashion
 
 __all__ = [
     "CLASS_NAMES",
+    "DEFAULT_VERSION",
     "GENERATOR_VERSION",
     "CanvasDataset",
     "Sample",

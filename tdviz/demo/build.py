@@ -12,9 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .canvas import GENERATOR_VERSION, SOURCE_SPLIT, load_source, render_sample
+from .canvas import SOURCE_SPLIT, load_source
 from .export import EXPORT_VERSION, SampleRecord, write_index_files, write_sample_files
 from .fashion import CLASS_NAMES
+from .generators import DEFAULT_VERSION, check_version, render_sample
 
 __all__ = ["default_cache_dir", "make_demo_split", "split_dir_name"]
 
@@ -29,14 +30,14 @@ def default_cache_dir() -> Path:
     return (Path(root) if root else Path.home() / ".cache" / "tdviz") / "demo"
 
 
-def split_dir_name(n: int, seed: int, two_objects: bool = False) -> str:
-    """Directory name of a cached validation split, e.g. ``fashion-clutter-v1.1-val-n5000-seed0``."""
+def split_dir_name(n: int, seed: int, two_objects: bool = False, version: int = DEFAULT_VERSION) -> str:
+    """Directory name of a cached validation split, e.g. ``fashion-clutter-v2.1-val-n5000-seed0``."""
     two = "-two" if two_objects else ""
-    return f"fashion-clutter-v{GENERATOR_VERSION}.{EXPORT_VERSION}-val-n{n}-seed{seed}{two}"
+    return f"fashion-clutter-v{check_version(version)}.{EXPORT_VERSION}-val-n{n}-seed{seed}{two}"
 
 
-def _expected_manifest(n: int, seed: int, two_objects: bool) -> dict:
-    return {"format": _FORMAT, "generator_version": GENERATOR_VERSION, "export_version": EXPORT_VERSION,
+def _expected_manifest(n: int, seed: int, two_objects: bool, version: int) -> dict:
+    return {"format": _FORMAT, "generator_version": version, "export_version": EXPORT_VERSION,
             "split": "val", "source_split": SOURCE_SPLIT["val"], "n": n, "seed": seed,
             "two_objects": two_objects}
 
@@ -55,9 +56,9 @@ def _matches(manifest: dict | None, expected: dict) -> bool:
 
 
 def _render_chunk(args) -> list[SampleRecord]:
-    out_dir, start, stop, seed, two_objects = args
+    out_dir, start, stop, seed, two_objects, version = args
     images, labels = load_source("val")  # packaged Fashion-MNIST test set, never train
-    return [write_sample_files(out_dir, render_sample("val", i, seed, images, labels, two_objects))
+    return [write_sample_files(out_dir, render_sample("val", i, seed, images, labels, two_objects, version))
             for i in range(start, stop)]
 
 
@@ -70,9 +71,9 @@ def _worker_init(parent_pid: int) -> None:
     watch_parent(parent_pid)
 
 
-def _readme(n: int, seed: int, two_objects: bool) -> str:
+def _readme(n: int, seed: int, two_objects: bool, version: int) -> str:
     return (
-        f"Cluttered Fashion-MNIST validation split (tdviz demo), n={n}, seed={seed}, "
+        f"Cluttered Fashion-MNIST validation split (tdviz demo, generator v{version}), n={n}, seed={seed}, "
         f"two_objects={two_objects}.\n"
         "Made by tdviz.demo.make_demo_split from the Fashion-MNIST *test* set (MIT, Zalando SE).\n"
         "Boxes are 0-based inclusive [x0, y0, x1, y1]; XML, Kaggle CSV and wsol/box/localization.txt\n"
@@ -84,10 +85,10 @@ def _readme(n: int, seed: int, two_objects: bool) -> str:
     )
 
 
-def _generate(tmp: Path, n: int, seed: int, two_objects: bool, workers: int) -> dict:
-    """Render and write all files into ``tmp``; the result depends only on (n, seed, two_objects)."""
+def _generate(tmp: Path, n: int, seed: int, two_objects: bool, workers: int, version: int) -> dict:
+    """Render and write all files into ``tmp``; the result depends only on the arguments."""
     chunk = max(1, min(250, -(-n // (4 * workers))))
-    tasks = [(str(tmp), s, min(s + chunk, n), seed, two_objects) for s in range(0, n, chunk)]
+    tasks = [(str(tmp), s, min(s + chunk, n), seed, two_objects, version) for s in range(0, n, chunk)]
     if workers <= 1 or len(tasks) == 1:
         results = [_render_chunk(t) for t in tasks]
     else:
@@ -98,7 +99,7 @@ def _generate(tmp: Path, n: int, seed: int, two_objects: bool, workers: int) -> 
             results = list(pool.map(_render_chunk, tasks))
     records = [r for chunk_records in results for r in chunk_records]
     write_index_files(tmp, records, CLASS_NAMES, "val")
-    (tmp / "README.txt").write_text(_readme(n, seed, two_objects), encoding="utf-8")
+    (tmp / "README.txt").write_text(_readme(n, seed, two_objects, version), encoding="utf-8")
     return {"n_images": len(records), "n_boxes": sum(len(r.boxes) for r in records)}
 
 
@@ -113,7 +114,8 @@ def _clean_stale_tmp(parent: Path, name: str) -> None:
 
 
 def make_demo_split(out_dir: str | os.PathLike | None = None, n: int = 5000, seed: int = 0,
-                    two_objects: bool = False, workers: int | None = None) -> Path:
+                    two_objects: bool = False, workers: int | None = None,
+                    version: int = DEFAULT_VERSION) -> Path:
     """Generate the cluttered Fashion-MNIST validation split and write every format.
 
     The split is built from the Fashion-MNIST test set shipped in the package
@@ -127,6 +129,7 @@ def make_demo_split(out_dir: str | os.PathLike | None = None, n: int = 5000, see
         seed: split seed (same seed -> byte-identical files).
         two_objects: two objects of different classes per image.
         workers: processes to render with (default: the CPUs this process may use).
+        version: canvas generator (:mod:`tdviz.demo.generators`; default: the shipped zoo's).
 
     Returns:
         the split directory. If it already holds a complete split with the same
@@ -138,9 +141,11 @@ def make_demo_split(out_dir: str | os.PathLike | None = None, n: int = 5000, see
     """
     if n < 1:
         raise ValueError("n must be positive")
-    final = Path(out_dir) if out_dir is not None else default_cache_dir() / split_dir_name(n, seed, two_objects)
+    version = check_version(version)
+    final = Path(out_dir) if out_dir is not None else \
+        default_cache_dir() / split_dir_name(n, seed, two_objects, version)
     final = final.expanduser().resolve()
-    expected = _expected_manifest(int(n), int(seed), bool(two_objects))
+    expected = _expected_manifest(int(n), int(seed), bool(two_objects), version)
     if _matches(_read_manifest(final), expected):
         return final
     if final.exists() and (not final.is_dir() or (any(final.iterdir()) and _read_manifest(final) is None)):
@@ -151,7 +156,7 @@ def make_demo_split(out_dir: str | os.PathLike | None = None, n: int = 5000, see
         workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
     try:
-        stats = _generate(tmp, int(n), int(seed), bool(two_objects), max(1, int(workers)))
+        stats = _generate(tmp, int(n), int(seed), bool(two_objects), max(1, int(workers)), version)
         import cv2
 
         manifest = dict(expected, complete=True, canvas_size=224, class_names=list(CLASS_NAMES),

@@ -6,7 +6,8 @@ import torch
 from torch.utils.data import Dataset
 
 from ..images import IMAGENET_MEAN, IMAGENET_STD
-from .canvas import Sample, load_source, render_sample
+from .canvas import Sample, load_source
+from .generators import DEFAULT_VERSION, render_sample
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "CanvasDataset", "to_tensor"]
 
@@ -38,6 +39,7 @@ class CanvasDataset(Dataset):
         two_objects: two items of different classes per canvas.
         fashion_dir: directory of the train idx files (default: the Debian package's).
         source: ``(images, labels)`` arrays to draw from instead.
+        version: canvas generator version (default: the one the shipped zoo was trained on).
         return_target: also return a dict with ``boxes`` (int64 [K,4], inclusive
             x0,y0,x1,y1), ``labels`` (int64 [K]) and ``masks`` (bool [K,224,224]).
 
@@ -46,10 +48,12 @@ class CanvasDataset(Dataset):
     """
 
     def __init__(self, split: str, n: int, seed: int, two_objects: bool = False, *, fashion_dir=None,
-                 source: tuple[np.ndarray, np.ndarray] | None = None, return_target: bool = False):
+                 source: tuple[np.ndarray, np.ndarray] | None = None, return_target: bool = False,
+                 version: int = DEFAULT_VERSION):
         self.split, self.n, self.seed, self.two_objects = split, int(n), int(seed), bool(two_objects)
         self.images, self.labels = source if source is not None else load_source(split, fashion_dir)
         self.return_target = return_target
+        self.version = version
 
     def __len__(self) -> int:
         return self.n
@@ -58,7 +62,7 @@ class CanvasDataset(Dataset):
         """The full :class:`~tdviz.demo.canvas.Sample` (pixels, masks, boxes, recipe) of canvas ``i``."""
         if not 0 <= i < self.n:
             raise IndexError(i)
-        return render_sample(self.split, i, self.seed, self.images, self.labels, self.two_objects)
+        return render_sample(self.split, i, self.seed, self.images, self.labels, self.two_objects, self.version)
 
     def __getitem__(self, i: int):
         s = self.sample(int(i))

@@ -36,13 +36,14 @@ from .runstate import run_identity
 __all__ = ["PROTOCOLS", "WsolConfig", "WsolRun", "box_pool", "demo_wsol_dataset", "run_wsol"]
 
 
-def demo_wsol_dataset(images: int = 1000, workers: int = 2, seed: int = 0) -> Dataset:
-    """The demo validation split as a WSOL dataset: boxes from its ILSVRC XML, masks from its
-    wsolevaluation mask metadata (so PxAP is measured too)."""
+def demo_wsol_dataset(images: int = 1000, workers: int = 2, seed: int = 0, version: int | None = None) -> Dataset:
+    """The demo validation split (generator ``version``, default the shipped zoo's) as a WSOL dataset:
+    boxes from its ILSVRC XML, masks from its wsolevaluation mask metadata (so PxAP is measured too)."""
     from ..datasets import demo_class_index, load_dataset, read_wsolevaluation
     from ..demo import make_demo_split
+    from ..demo.generators import DEFAULT_VERSION
 
-    split = make_demo_split(n=images, seed=seed, workers=workers)
+    split = make_demo_split(n=images, seed=seed, workers=workers, version=version or DEFAULT_VERSION)
     data = load_dataset(split / "boxes_xml", images_root=split / "images", class_index=demo_class_index())
     masked, problems = read_wsolevaluation(split / "wsol" / "mask", data_root=split)
     by_id = {s.image_id: s for s in masked}

@@ -1,0 +1,43 @@
+"""Which canvas generator renders the demo data: v1 (:mod:`.canvas`) or v2 (:mod:`.scene`).
+
+Every split on disk and every on-the-fly canvas names its generator version (``manifest.json``,
+``Sample.meta["version"]``, the split directory name), so results stay tied to the pixels they
+were measured on. ``DEFAULT_VERSION`` is the one the shipped demo zoo was trained on.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import canvas, scene
+from .canvas import Sample
+
+__all__ = ["DEFAULT_VERSION", "VERSIONS", "check_version", "generate_split", "render_sample"]
+
+VERSIONS = {1: canvas.render_sample, 2: scene.render_sample}
+DEFAULT_VERSION = 2
+
+
+def check_version(version: int) -> int:
+    """``version`` as an int, or a ValueError naming the versions there are."""
+    if version not in VERSIONS:
+        raise ValueError(f"demo generator version {version!r} does not exist; use one of {sorted(VERSIONS)}")
+    return int(version)
+
+
+def render_sample(split: str, i: int, seed: int, images: np.ndarray, labels: np.ndarray,
+                  two_objects: bool = False, version: int = DEFAULT_VERSION) -> Sample:
+    """Canvas ``i`` of a split as generator ``version`` draws it (the same bytes in any process)."""
+    return VERSIONS[check_version(version)](split, i, seed, images, labels, two_objects)
+
+
+def generate_split(split: str, n: int, seed: int, two_objects: bool = False, *,
+                   source: tuple[np.ndarray, np.ndarray] | None = None, fashion_dir=None,
+                   start: int = 0, version: int = DEFAULT_VERSION) -> list[Sample]:
+    """Render images ``start .. start+n-1`` of a canvas split in memory (see :func:`render_sample`).
+
+    ``split`` ``"train"`` draws Fashion-MNIST train items only, ``"val"`` test items only;
+    ``source`` gives other ``(images, labels)`` arrays instead (the ``source_split`` tag still
+    follows ``split``); ``fashion_dir`` is where the train idx files are (``"train"`` only).
+    """
+    images, labels = source if source is not None else canvas.load_source(split, fashion_dir)
+    return [render_sample(split, i, seed, images, labels, two_objects, version) for i in range(start, start + n)]
