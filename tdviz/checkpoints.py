@@ -182,11 +182,17 @@ def _strip_prefixes(sd: dict[str, Tensor]) -> dict[str, Tensor]:
 def load_weights(model: nn.Module, path: str | Path, ema: bool = False) -> LoadReport:
     """Load ``path`` into ``model`` with ``strict=True``.
 
+    Buffers that the architecture fixes (FCA's DCT filters) may be absent from the file.
     On a mismatch the error says what the file looks like (e.g. "ResNet50, joint attention, m=1,
     T=2, TD at layer3+layer4") and which registered model fits it, instead of listing keys.
     """
+    from .models.attention import DERIVED_BUFFER
+
     sd, entry = read_state_dict(path, ema=ema)
     own = model.state_dict()
+    # FCA's DCT filters follow from the architecture: a file without them (tdviz's shipped fp16
+    # weights) gets the model's own; a file that has them must hold the same shapes
+    sd.update({k: v for k, v in own.items() if k.endswith(DERIVED_BUFFER) and k not in sd})
     expected = {k: tuple(v.shape) for k, v in own.items()}
     found = {k: tuple(v.shape) for k, v in sd.items()}
     if expected != found:

@@ -183,3 +183,28 @@ def test_mismatch_diagnosis_for_layouts_that_are_not_standard_resnets(tmp_path):
 
     with pytest.raises(CheckpointError, match="try demo_resnet_tdtop"):
         tdviz.load_weights(tdviz.create_model("resnet50"), WEIGHTS_DIR / "demo_resnet_tdtop.safetensors")
+
+
+def test_fca_weights_without_their_fixed_dct_filters_load(tmp_path):
+    """The shipped fp16 files leave FCA's DCT filter bank out (the architecture fixes it): they load
+    through load_weights (so through --weights) and give the shipped model's outputs; a file whose
+    filters have another shape is still refused."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    import tdviz
+    from tdviz.models.demo_zoo import demo_weights_path, load_demo_model
+
+    path = demo_weights_path("demo_resnet_fca")
+    assert not any(k.endswith(".dct_weight") for k in load_file(str(path)))
+    model = tdviz.create_model("demo_resnet_fca")
+    tdviz.load_weights(model, path)
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        assert torch.equal(model.eval()(x), load_demo_model("demo_resnet_fca")(x))
+    state = load_file(str(path))
+    key = next(k for k in model.state_dict() if k.endswith(".dct_weight"))
+    state[key] = torch.zeros(3, 7, 7)
+    save_file(state, str(tmp_path / "bad.safetensors"))
+    with pytest.raises(tdviz.CheckpointError):
+        tdviz.load_weights(tdviz.create_model("demo_resnet_fca"), tmp_path / "bad.safetensors")

@@ -154,6 +154,10 @@ def _dct_filters(channels: int, h: int, w: int, freqs) -> torch.Tensor:
     return weight
 
 
+#: key suffix of FCA's DCT filter bank: fixed by the architecture, so a checkpoint may leave it out
+DERIVED_BUFFER = ".dct_weight"
+
+
 class FCAModule(nn.Module):
     """Multi-spectral channel attention (Qin et al., "FcaNet: Frequency Channel
     Attention Networks", ICCV 2021), the "FCA-TS" (top-16) variant.

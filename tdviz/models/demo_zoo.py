@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from ..errors import TdvizError
+from .attention import DERIVED_BUFFER
 from .record import ModelRecord
 from .registry import ModelSpec, create_model, register
 from .resnet import ResNet
@@ -21,8 +22,6 @@ from .td import TDConfig
 DEMO_ARCH = {"block": "bottleneck", "layers": (2, 2, 2, 2), "widths": (16, 32, 64, 128), "stem_width": 24}
 DEMO_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                 "Ankle boot")
-#: buffers computed at build time (FCA's DCT filters): not shipped, taken from the built model
-DERIVED_BUFFER = ".dct_weight"
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "data" / "demo_zoo"
 
 #: trained on whole 224 x 224 canvases (no crop), ImageNet normalization
