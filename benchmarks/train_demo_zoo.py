@@ -1,18 +1,24 @@
-"""Train the demo zoo on cluttered Fashion-MNIST: one recipe, the same batches, for every model.
+"""Train the demo zoo (generator v2): every paper configuration, several seeds, one recipe, one GPU.
 
-    python benchmarks/train_demo_zoo.py --out runs/zoo            # all 7 demo models (one GPU)
-    python benchmarks/train_demo_zoo.py --models demo_resnet_tdjoint --out runs/rerun
+    python benchmarks/train_demo_zoo.py --out runs/zoo2 --fashion-dir /usr/share/datasets/fashion-mnist
 
-Recipe (the same for every model, as the paper trains all its models alike): fresh canvases for
-every sample (no canvas is seen twice), random horizontal flip, SGD with Nesterov momentum 0.9,
-lr 0.2 (batch 256) with linear warm-up and cosine decay, weight decay 5e-5, label smoothing 0.1,
-bf16 autocast, channels-last. All models see the same batches in the same order; each model's
-initial weights come from ``seed`` and its name, so a single model re-trained alone starts and
-sees data exactly as in the full run. Evaluation: top-1 per computation step on the 5 000-image
-validation split (the Fashion-MNIST test set; the same pixels ``tdviz demo`` writes).
+Recipe (the same for every model and seed):
+* data: fresh v2 training canvases (:mod:`tdviz.demo.scene`, Fashion-MNIST *train* items), rendered
+  once in CPU workers into a pool on the GPU that holds the last ``--pool`` batches; at every step
+  each seed draws its own batch from the pool (uniformly, with replacement), so seeds differ in the
+  canvases they see and their order (each canvas is drawn about once per seed on average), while
+  the seven configurations of one seed see exactly the same batches;
+* random horizontal flips (per seed); the first ``--low-res-fraction`` of the steps at
+  ``--low-res`` px (the 224 px canvas resized with antialiasing on the GPU), the rest at 224;
+* AdamW, lr 2e-3 for batch 512 with linear warm-up and cosine decay, weight decay 0.05 on
+  weights (none on biases and norms), label smoothing 0.1, bf16 autocast, channels-last;
+* initial weights from ``seed + crc32(name)``.
 
-Writes ``<out>/demo_zoo_fp16.pt`` (fp16 state dicts; ``--export`` turns them into the shipped
-safetensors) and ``<out>/results.json``.
+Evaluation: top-1 per computation step and for the most-confident step on the first ``--val``
+images of the v2 validation split (Fashion-MNIST *test* items; the pixels ``tdviz demo`` writes),
+with weights rounded to fp16 as shipped. Writes ``<out>/weights/<name>_seed<k>.safetensors``,
+``<out>/logs/<name>_seed<k>.log`` (loss every 25 steps, then the evaluation) and
+``<out>/results.json``.
 """
 
 from __future__ import annotations
@@ -31,13 +37,14 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 import tdviz
-from tdviz.demo.canvas import load_source, render_sample
+from tdviz.demo.canvas import load_source
 from tdviz.demo.dataset import IMAGENET_MEAN, IMAGENET_STD
+from tdviz.demo.scene import render_sample
 from tdviz.models.demo_zoo import DEMO_MODELS, DERIVED_BUFFER
 
 
 class Canvases(Dataset):
-    """uint8 canvases (normalised on the GPU, which keeps worker traffic 4x smaller)."""
+    """uint8 v2 canvases and labels (normalised on the GPU, which keeps worker traffic 4x smaller)."""
 
     def __init__(self, split: str, n: int, seed: int, fashion_dir=None):
         self.split, self.n, self.seed = split, n, seed
@@ -51,16 +58,32 @@ class Canvases(Dataset):
         return torch.from_numpy(np.ascontiguousarray(s.image)), s.label
 
 
-def normalize(batch_uint8: torch.Tensor, device) -> torch.Tensor:
-    x = batch_uint8.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
-    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
+def _worker_init(_):
+    import cv2
+
+    cv2.setNumThreads(1)  # one render per core; OpenCV's own threads would oversubscribe
+    torch.set_num_threads(1)
+
+
+def normalize(batch_uint8: torch.Tensor, size: int) -> torch.Tensor:
+    x = batch_uint8.permute(0, 3, 1, 2).float().div_(255)
+    if size != x.shape[-1]:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
     return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
 
 
 def build(name: str, seed: int, device) -> torch.nn.Module:
     torch.manual_seed(seed + zlib.crc32(name.encode()))
     return tdviz.create_model(name).to(device).to(memory_format=torch.channels_last)
+
+
+def param_groups(model: torch.nn.Module, wd: float) -> list[dict]:
+    """Weight decay on weight matrices and kernels only, not on biases and norm parameters."""
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    rest = [p for p in model.parameters() if p.ndim <= 1]
+    return [{"params": decay, "weight_decay": wd}, {"params": rest, "weight_decay": 0.0}]
 
 
 def lr_at(step: int, total: int, base: float, warmup: int) -> float:
@@ -76,112 +99,143 @@ def evaluate(models: dict, loader, device) -> dict:
     correct_mc = {n: 0 for n in models}
     total = 0
     for images, labels in loader:
-        x = normalize(images, device)
+        x = normalize(images.to(device), 224)
         y = labels.to(device)
         total += len(y)
-        for name, model in models.items():
+        for key, model in models.items():
             out = tdviz.run_steps(model, x)
-            logits = out.logits.float()
-            hits = (logits.argmax(-1) == y[:, None]).sum(0).cpu()
-            correct[name] = hits if correct[name] is None else correct[name] + hits
-            correct_mc[name] += int((out.most_confident()[1].argmax(-1) == y).sum())
-    return {n: {"top1_per_step": [round(100 * float(c) / total, 2) for c in correct[n]],
-                "top1_most_confident": round(100 * correct_mc[n] / total, 2), "val_images": total}
-            for n in models}
+            hits = (out.logits.float().argmax(-1) == y[:, None]).sum(0).cpu()
+            correct[key] = hits if correct[key] is None else correct[key] + hits
+            correct_mc[key] += int((out.most_confident()[1].argmax(-1) == y).sum())
+    return {k: {"top1_per_step": [round(100 * float(c) / total, 2) for c in correct[k]],
+                "top1_most_confident": round(100 * correct_mc[k] / total, 2), "val_images": total}
+            for k in models}
+
+
+def save_weights(model: torch.nn.Module, path: Path) -> None:
+    """fp16 safetensors as shipped (FCA's DCT filters are rebuilt by the model, not stored)."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().half().contiguous().cpu() if v.is_floating_point() else v.detach().cpu()
+             for k, v in model.state_dict().items() if not k.endswith(DERIVED_BUFFER)}
+    save_file(state, str(path))
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description="Train the tdviz demo zoo.")
+    p = argparse.ArgumentParser(description="Train the tdviz demo zoo (generator v2, several seeds).")
     p.add_argument("--models", nargs="*", default=list(DEMO_MODELS))
-    p.add_argument("--samples", type=int, default=600_000, help="training canvases (each seen once)")
-    p.add_argument("--batch", type=int, default=256)
-    p.add_argument("--lr", type=float, default=0.2)
-    p.add_argument("--wd", type=float, default=5e-5)
-    p.add_argument("--warmup", type=int, default=300)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
+    p.add_argument("--samples", type=int, default=320_000, help="training draws per run")
+    p.add_argument("--batch", type=int, default=512)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--wd", type=float, default=0.05)
+    p.add_argument("--warmup", type=int, default=60)
+    p.add_argument("--low-res", type=int, default=160)
+    p.add_argument("--low-res-fraction", type=float, default=0.6)
+    p.add_argument("--pool", type=int, default=16, help="batches kept on the GPU to draw from")
+    p.add_argument("--data-seed", type=int, default=0)
     p.add_argument("--val", type=int, default=5000)
-    p.add_argument("--workers", type=int, default=14)
+    p.add_argument("--workers", type=int, default=15)
     p.add_argument("--fashion-dir", default=None)
-    p.add_argument("--out", default="runs/zoo")
-    p.add_argument("--export", default=None, help="only convert <out>/demo_zoo_fp16.pt into safetensors in this dir")
+    p.add_argument("--deadline", type=float, default=None,
+                   help="stop training after this many seconds (recorded in results.json; the recipe is then cut short)")
+    p.add_argument("--out", default="runs/zoo2")
     args = p.parse_args()
     out = Path(args.out)
-    if args.export:
-        export(out / "demo_zoo_fp16.pt", Path(args.export))
-        return
-    out.mkdir(parents=True, exist_ok=True)
+    (out / "weights").mkdir(parents=True, exist_ok=True)
+    (out / "logs").mkdir(parents=True, exist_ok=True)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.backends.cudnn.benchmark = True
-    config = {k: v for k, v in vars(args).items() if k != "export"}
-    config.update(device=torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu",
+    config = dict(vars(args), generator="v2",
+                  device=torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu",
                   torch=torch.__version__)
     print("config:", json.dumps(config), flush=True)
 
-    models = {n: build(n, args.seed, device) for n in args.models}
-    opts = {n: torch.optim.SGD(m.parameters(), lr=args.lr, momentum=0.9, nesterov=True, weight_decay=args.wd)
-            for n, m in models.items()}
-    gen = torch.Generator().manual_seed(args.seed)
-    train = DataLoader(Canvases("train", args.samples, args.seed, args.fashion_dir), batch_size=args.batch,
-                       shuffle=False, num_workers=args.workers, pin_memory=True, drop_last=True,
-                       persistent_workers=False, prefetch_factor=6, generator=gen)
-    steps = len(train)
-    gpu_time = {n: 0.0 for n in models}
-    losses = {n: [] for n in models}
+    runs = {(n, s): build(n, s, device) for s in args.seeds for n in args.models}
+    opts = {k: torch.optim.AdamW(param_groups(m, args.wd), lr=args.lr) for k, m in runs.items()}
+    # one log per run, open for the whole training loop and closed after the evaluation
+    logs = {k: open(out / "logs" / f"{k[0]}_seed{k[1]}.log", "w", encoding="utf-8") for k in runs}  # noqa: SIM115
+    for k, fh in logs.items():
+        fh.write(f"run {k[0]} seed {k[1]}\nconfig {json.dumps(config)}\n")
+    steps = args.samples // args.batch
+    train = DataLoader(Canvases("train", steps * args.batch, args.data_seed, args.fashion_dir),
+                       batch_size=args.batch, shuffle=False, num_workers=args.workers, pin_memory=True,
+                       drop_last=True, prefetch_factor=4, worker_init_fn=_worker_init)
+    pool_x = torch.empty((args.pool * args.batch, 224, 224, 3), dtype=torch.uint8, device=device)
+    pool_y = torch.empty((args.pool * args.batch,), dtype=torch.long, device=device)
+    gens = {s: torch.Generator(device=device).manual_seed(1000 + s) for s in args.seeds}
+    low_steps = round(args.low_res_fraction * steps)
+    losses = {k: [] for k in runs}
     start = time.time()
-    flip_gen = torch.Generator(device=device).manual_seed(args.seed)
+    wait = 0.0
+    t_wait = time.time()
+    stopped = steps
     for step, (images, labels) in enumerate(train):
-        x = normalize(images, device)
-        flip = torch.rand(len(x), device=device, generator=flip_gen) < 0.5
-        x = torch.where(flip[:, None, None, None], x.flip(3), x)
-        y = labels.to(device, non_blocking=True)
+        wait += time.time() - t_wait
+        slot = step % args.pool
+        pool_x[slot * args.batch:(slot + 1) * args.batch].copy_(images, non_blocking=True)
+        pool_y[slot * args.batch:(slot + 1) * args.batch].copy_(labels, non_blocking=True)
+        filled = min(step + 1, args.pool) * args.batch
+        size = args.low_res if step < low_steps else 224
         lr = lr_at(step, steps, args.lr, args.warmup)
-        for name, model in models.items():
-            model.train()
-            for group in opts[name].param_groups:
-                group["lr"] = lr
-            t0 = time.perf_counter()
-            with torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda"):
-                loss = F.cross_entropy(model(x), y, label_smoothing=0.1)
-            opts[name].zero_grad(set_to_none=True)
-            loss.backward()
-            opts[name].step()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            gpu_time[name] += time.perf_counter() - t0
-            losses[name].append(loss.item())
-        if step % 200 == 0 or step == steps - 1:
+        for seed in args.seeds:
+            idx = torch.randint(0, filled, (args.batch,), device=device, generator=gens[seed])
+            x = normalize(pool_x[idx], size)
+            flip = torch.rand(len(x), device=device, generator=gens[seed]) < 0.5
+            x = torch.where(flip[:, None, None, None], x.flip(3), x)
+            y = pool_y[idx]
+            for name in args.models:
+                key = (name, seed)
+                model = runs[key]
+                model.train()
+                for group in opts[key].param_groups:
+                    group["lr"] = lr
+                with torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda"):
+                    loss = F.cross_entropy(model(x), y, label_smoothing=0.1)
+                opts[key].zero_grad(set_to_none=True)
+                loss.backward()
+                opts[key].step()
+                losses[key].append(loss.detach())
+        if step % 25 == 24 or step == steps - 1:
+            for key in runs:
+                recent = torch.stack(losses[key][-25:]).float().mean().item()
+                logs[key].write(f"step {step + 1}/{steps} samples {(step + 1) * args.batch} size {size} "
+                                f"lr {lr:.4f} loss {recent:.4f}\n")
+                logs[key].flush()
             rate = (step + 1) * args.batch / (time.time() - start)
-            mean_loss = {n: round(float(np.mean(v[-50:])), 3) for n, v in losses.items()}
-            print(f"step {step + 1}/{steps} lr {lr:.4f} {rate:.0f} img/s loss {mean_loss}", flush=True)
+            print(f"step {step + 1}/{steps} size {size} {rate:.0f} draws/s per run, waited for data "
+                  f"{wait:.0f} s, wall {time.time() - start:.0f} s", flush=True)
+        t_wait = time.time()
+        if args.deadline is not None and time.time() - start > args.deadline and step < steps - 1:
+            stopped = step + 1
+            print(f"deadline: stopped after step {stopped} of {steps}", flush=True)
+            break
+    else:
+        stopped = steps
     train_wall = time.time() - start
+    config["steps_done"] = stopped
 
-    val = DataLoader(Canvases("val", args.val, 0), batch_size=250, num_workers=args.workers)
-    for m in models.values():  # evaluate exactly what ships: weights rounded to fp16
+    for key, m in runs.items():
+        save_weights(m, out / "weights" / f"{key[0]}_seed{key[1]}.safetensors")
+        # evaluate exactly what ships: weights rounded to fp16
         m.load_state_dict({k: v.half().float() if v.is_floating_point() else v for k, v in m.state_dict().items()})
         m.eval()
-    results = evaluate(models, val, device)
-    for name, model in models.items():
-        results[name].update(train_seconds=round(gpu_time[name], 1), train_wall_seconds_all_models=round(train_wall, 1),
-                             params=tdviz.count_parameters(model), final_loss=round(float(np.mean(losses[name][-50:])), 4))
-    (out / "results.json").write_text(json.dumps({"config": config, "results": results}, indent=2))
-    torch.save({n: {k: v.half() if v.is_floating_point() else v for k, v in m.state_dict().items()}
-                for n, m in models.items()}, out / "demo_zoo_fp16.pt")
-    print(f"{'model':<22}{'step1':>8}{'stepT':>8}{'mostconf':>10}{'train s':>9}")
-    for name, r in results.items():
+    val = DataLoader(Canvases("val", args.val, 0), batch_size=250, num_workers=args.workers,
+                     worker_init_fn=_worker_init)
+    results = evaluate(runs, val, device)
+    table = {}
+    for key, r in results.items():
+        r.update(train_wall_seconds_all_runs=round(train_wall, 1),
+                 waited_for_data_seconds=round(wait, 1), params=tdviz.count_parameters(runs[key]),
+                 final_loss=round(torch.stack(losses[key][-25:]).float().mean().item(), 4))
+        logs[key].write("eval " + json.dumps(r) + "\n")
+        logs[key].close()
+        table[f"{key[0]}_seed{key[1]}"] = r
+    (out / "results.json").write_text(json.dumps({"config": config, "results": table}, indent=1))
+    print(f"{'run':<30}{'step1':>8}{'stepT':>8}{'mostconf':>10}")
+    for key, r in table.items():
         s = r["top1_per_step"]
-        print(f"{name:<22}{s[0]:>8.2f}{s[-1]:>8.2f}{r['top1_most_confident']:>10.2f}{r['train_seconds']:>9.1f}")
-
-
-def export(src: Path, dest: Path) -> None:
-    """fp16 state dicts from a training run -> one safetensors file per model (the shipped weights)."""
-    from safetensors.torch import save_file
-
-    dest.mkdir(parents=True, exist_ok=True)
-    for name, state in torch.load(src, map_location="cpu", weights_only=True).items():
-        # FCA's DCT filters are fixed buffers that the model rebuilds; shipping them would cost 5 MB
-        kept = {k: v.contiguous() for k, v in state.items() if not k.endswith(DERIVED_BUFFER)}
-        save_file(kept, str(dest / f"{name}.safetensors"))
-        print("wrote", dest / f"{name}.safetensors")
+        print(f"{key:<30}{s[0]:>8.2f}{s[-1]:>8.2f}{r['top1_most_confident']:>10.2f}")
 
 
 if __name__ == "__main__":

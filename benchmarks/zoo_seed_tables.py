@@ -1,0 +1,134 @@
+"""Mean +- sd over seeds of the demo zoo's measurements, as Markdown tables for the README.
+
+    python benchmarks/zoo_seed_tables.py --train benchmarks/results/train_demo_zoo_v2/results.json \
+        --wsol W.json --cross C.json --shift S.json --selectivity L.json > tables.md
+
+Every input holds one entry per run named ``<model>_seed<k>`` (what ``train_demo_zoo.py`` and
+``tdviz wsol/shift/selectivity`` with those names write). A difference between two models is called
+larger than the seed spread when their means differ by more than the sum of their sds.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+RUN = re.compile(r"^(?P<model>.+)_seed(?P<seed>\d+)$")
+
+
+def by_model(entries: dict) -> dict[str, list]:
+    """``{model: [entry of seed 0, seed 1, ...]}`` from ``{"<model>_seed<k>": entry}``."""
+    out = defaultdict(list)
+    for key in sorted(entries, key=lambda k: (RUN.match(k)["model"], int(RUN.match(k)["seed"]))):
+        out[RUN.match(key)["model"]].append(entries[key])
+    return dict(out)
+
+
+def ms(values) -> str:
+    v = np.array([x for x in values if x is not None], float)
+    if v.size == 0:
+        return "–"
+    d = 3 if abs(v.mean()) < 1 else 1  # fractions (selectivity) need more digits than percentages
+    return f"{v.mean():.{d}f} ± {v.std(ddof=1):.{d}f}" if v.size > 1 else f"{v[0]:.{d}f}"
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def classification(train: dict) -> str:
+    rows = []
+    for model, runs in by_model(train["results"]).items():
+        steps = len(runs[0]["top1_per_step"])
+        per_step = [ms([r["top1_per_step"][s] for r in runs]) for s in range(steps)]
+        rows.append([model, per_step[0], per_step[-1] if steps > 1 else "", ms([r["top1_most_confident"] for r in runs]),
+                     str(len(runs))])
+    n = next(iter(train["results"].values()))["val_images"]
+    return f"Top-1 (%) on {n} validation canvases\n\n" + table(
+        ["model", "step 1", "step 2", "most confident", "seeds"], rows)
+
+
+def wsol(res: dict, title: str) -> str:
+    rows = []
+    for model, runs in by_model(res["models"]).items():
+        last = str(max(int(k) for k in runs[0] if k != "mc"))
+        for step in dict.fromkeys([last, "mc"] if last != "1" else ["1"]):
+            cells = [[r[step].get(k) for r in runs] for k in
+                     ("top1_cls", "top1_loc", "gt_known_loc", "maxboxacc_v2", "pxap")]
+            rows.append([model, "most confident" if step == "mc" else step] + [ms(c) for c in cells])
+    return f"{title} ({res['images']} images)\n\n" + table(
+        ["model", "step", "top-1 cls", "top-1 loc", "GT-known loc", "MaxBoxAccV2", "PxAP"], rows)
+
+
+def cross(res: dict, train: dict) -> str:
+    own = by_model(train["results"])
+    rows = []
+    for model, runs in by_model(res["models"]).items():
+        last = str(max(int(k) for k in runs[0] if k != "mc"))
+        other = [r[last]["top1_cls"] for r in runs]
+        mine = [r["top1_per_step"][-1] for r in own[model]]
+        rows.append([model, ms(mine), ms(other), ms([a - b for a, b in zip(mine, other)]),
+                     ms([r[last]["gt_known_loc"] for r in runs])])
+    return f"Own split (5000) against the test-only renderer ({res['images']} images), last step\n\n" + table(
+        ["model", "own top-1", "renderer top-1", "gap", "renderer GT-known loc"], rows)
+
+
+def shift(res: dict) -> str:
+    rows = []
+    for model, runs in by_model(res["models"]).items():
+        steps = len(runs[0]["localized_per_step"])
+        loc = " / ".join(ms([100 * r["localized_per_step"][s] for r in runs]) for s in range(steps))
+        rows.append([model, loc, ms([None if r["frac_changed"] is None else 100 * r["frac_changed"] for r in runs]),
+                     ms([100 * r["frac_unique_maps"] for r in runs])])
+    n = next(iter(res["models"].values()))["n_images"]
+    return f"Attention shift on {n} two-object canvases (% of images)\n\n" + table(
+        ["model", "localized per step", "changed", "unique maps"], rows)
+
+
+def selectivity(res: dict) -> str:
+    grouped = defaultdict(lambda: defaultdict(list))
+    for key, r in res.items():
+        run, layer, step = key.split("|")
+        m = RUN.match(run)
+        grouped[(m["model"], layer, step)][int(m["seed"])] = r
+    rows = []
+    for (model, layer, step), seeds in sorted(grouped.items()):
+        runs = [seeds[s] for s in sorted(seeds)]
+        names = list(runs[0]["summary"])
+        rows.append([model, layer, step] + [ms([r["summary"][k]["median"] for r in runs]) for k in names])
+    return "Channel selectivity (median per run, then mean ± sd over seeds)\n\n" + table(
+        ["model", "layer", "step"] + names, rows)
+
+
+def _read(path: str) -> dict:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--train", required=True)
+    p.add_argument("--wsol")
+    p.add_argument("--cross")
+    p.add_argument("--shift")
+    p.add_argument("--selectivity")
+    args = p.parse_args()
+    train = _read(args.train)
+    parts = [classification(train)]
+    if args.wsol:
+        parts.append(wsol(_read(args.wsol), "WSOL on the own validation split, both protocols"))
+    if args.cross:
+        parts.append(cross(_read(args.cross), train))
+    if args.shift:
+        parts.append(shift(_read(args.shift)))
+    if args.selectivity:
+        parts.append(selectivity(_read(args.selectivity)))
+    print("\n\n".join(parts))
+
+
+if __name__ == "__main__":
+    main()
