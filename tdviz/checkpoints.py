@@ -179,6 +179,15 @@ def _strip_prefixes(sd: dict[str, Tensor]) -> dict[str, Tensor]:
     return sd
 
 
+def _with_derived_buffers(sd: dict, own: dict) -> dict:
+    """``sd`` plus the model's own FCA DCT filters where the file leaves them out: they follow from
+    the architecture (tdviz's shipped fp16 weights omit them); a file that has them keeps its own.
+    Works on tensors and on shapes alike."""
+    from .models.attention import DERIVED_BUFFER
+
+    return {**sd, **{k: v for k, v in own.items() if k.endswith(DERIVED_BUFFER) and k not in sd}}
+
+
 def load_weights(model: nn.Module, path: str | Path, ema: bool = False) -> LoadReport:
     """Load ``path`` into ``model`` with ``strict=True``.
 
@@ -186,13 +195,9 @@ def load_weights(model: nn.Module, path: str | Path, ema: bool = False) -> LoadR
     On a mismatch the error says what the file looks like (e.g. "ResNet50, joint attention, m=1,
     T=2, TD at layer3+layer4") and which registered model fits it, instead of listing keys.
     """
-    from .models.attention import DERIVED_BUFFER
-
     sd, entry = read_state_dict(path, ema=ema)
     own = model.state_dict()
-    # FCA's DCT filters follow from the architecture: a file without them (tdviz's shipped fp16
-    # weights) gets the model's own; a file that has them must hold the same shapes
-    sd.update({k: v for k, v in own.items() if k.endswith(DERIVED_BUFFER) and k not in sd})
+    sd = _with_derived_buffers(sd, own)
     expected = {k: tuple(v.shape) for k, v in own.items()}
     found = {k: tuple(v.shape) for k, v in sd.items()}
     if expected != found:
@@ -271,7 +276,8 @@ def read_resnet_layout(shapes: dict[str, tuple]) -> ResNetLayout | None:
         last = 3 if block == "bottleneck" else 2
         m = sum(1 for i in range(1, last + 1) if i in step_bns)
     baseline = None
-    for kind, marker in (("cbam", ".attn.spatial_conv."), ("fca", ".attn.dct_weight"), ("eca", ".attn.conv."),
+    for kind, marker in (("cbam", ".attn.spatial_conv."), ("fca", ".attn.dct_weight"), ("fca", ".attn.fc."),
+                         ("eca", ".attn.conv."),
                          ("se", ".attn.mlp.")):
         if any(marker in k for k in shapes):
             baseline = kind
@@ -337,7 +343,8 @@ def suggest_model(shapes: dict[str, tuple]) -> tuple[str, dict] | None:
                 model = create_model(spec.name, **overrides)
         except (ValueError, TypeError):
             continue
-        if {k: tuple(v.shape) for k, v in model.state_dict().items()} == shapes:
+        own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        if own == _with_derived_buffers(shapes, own):
             return spec.name, overrides
     return None
 
@@ -353,6 +360,7 @@ def model_from_checkpoint(path: str | Path, ema: bool = False) -> nn.Module:
         raise CheckpointError(f"No registered model fits checkpoint {str(path)!r} ({describe_state_dict(shapes)}): "
                               f"pass --model NAME with the model it was trained as.")
     model = create_model(fit[0], **fit[1])
+    sd = _with_derived_buffers(sd, model.state_dict())
     check_values(sd, model.state_dict(), path)
     model.load_state_dict(sd, strict=True)
     return model

@@ -202,6 +202,11 @@ def test_fca_weights_without_their_fixed_dct_filters_load(tmp_path):
     x = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
         assert torch.equal(model.eval()(x), load_demo_model("demo_resnet_fca")(x))
+    from tdviz.checkpoints import model_from_checkpoint
+
+    inferred = model_from_checkpoint(path)  # weights alone (no --model) find FCA, not SE
+    assert inferred.tdviz_name == "demo_resnet_fca"
+    assert "FCA attention" in describe_state_dict({k: tuple(v.shape) for k, v in load_file(str(path)).items()})
     state = load_file(str(path))
     key = next(k for k in model.state_dict() if k.endswith(".dct_weight"))
     state[key] = torch.zeros(3, 7, 7)
