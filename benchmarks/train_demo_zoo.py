@@ -14,6 +14,10 @@ Recipe (the same for every model and seed):
   weights (none on biases and norms), label smoothing 0.1, bf16 autocast, channels-last;
 * initial weights from ``seed + crc32(name)``.
 
+``--deadline S`` stops a call after S seconds and keeps the whole state in ``<out>/train_state.pt``;
+the same command with ``--resume`` continues it exactly (the pool is re-rendered from the same
+canvases), so a schedule longer than one call of a lent machine still is one run.
+
 Evaluation: top-1 per computation step and for the most-confident step on the first ``--val``
 images of the v2 validation split (Fashion-MNIST *test* items; the pixels ``tdviz demo`` writes),
 with weights rounded to fp16 as shipped. Writes ``<out>/weights/<name>_seed<k>.safetensors``,
@@ -46,15 +50,15 @@ from tdviz.models.demo_zoo import DEMO_MODELS, DERIVED_BUFFER
 class Canvases(Dataset):
     """uint8 v2 canvases and labels (normalised on the GPU, which keeps worker traffic 4x smaller)."""
 
-    def __init__(self, split: str, n: int, seed: int, fashion_dir=None):
-        self.split, self.n, self.seed = split, n, seed
+    def __init__(self, split: str, n: int, seed: int, fashion_dir=None, start: int = 0):
+        self.split, self.n, self.seed, self.start = split, n, seed, start
         self.images, self.labels = load_source(split, fashion_dir)
 
     def __len__(self):
         return self.n
 
     def __getitem__(self, i):
-        s = render_sample(self.split, i, self.seed, self.images, self.labels)
+        s = render_sample(self.split, self.start + i, self.seed, self.images, self.labels)
         return torch.from_numpy(np.ascontiguousarray(s.image)), s.label
 
 
@@ -121,6 +125,42 @@ def save_weights(model: torch.nn.Module, path: Path) -> None:
     save_file(state, str(path))
 
 
+#: what may differ between the calls of one training run
+_PER_CALL = ("deadline", "resume", "export", "workers", "out", "fashion_dir")
+
+
+def save_state(path: Path, config: dict, step: int, wall: float, runs, opts, gens, losses) -> None:
+    """Everything a later ``--resume`` needs (tensors and plain values only: loadable with weights_only)."""
+    state = {"config": json.dumps({k: v for k, v in config.items() if k not in _PER_CALL}), "step": step,
+             "wall": wall, "runs": {}}
+    for (name, seed), model in runs.items():
+        state["runs"][f"{name}|{seed}"] = {"model": model.state_dict(), "opt": opts[(name, seed)].state_dict(),
+                                           "losses": [float(x) for x in losses[(name, seed)]]}
+    state["gens"] = {str(s): g.get_state() for s, g in gens.items()}
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)  # a run killed while saving keeps its previous state
+
+
+def restore(path: Path, config: dict, runs, opts, gens, losses, device) -> tuple[int, float]:
+    """Load a stopped run's state into the freshly built runs; the step to continue from and the wall time so far."""
+    if not path.is_file():
+        raise SystemExit(f"error: {path} does not exist: there is no stopped run to resume in this --out.")
+    state = torch.load(path, map_location=device, weights_only=True)
+    mine = json.dumps({k: v for k, v in config.items() if k not in _PER_CALL})
+    if state["config"] != mine:
+        raise SystemExit(f"error: {path} was trained with other settings ({state['config']}); "
+                         "resume with the same options, or start a new --out.")
+    for (name, seed), model in runs.items():
+        saved = state["runs"][f"{name}|{seed}"]
+        model.load_state_dict(saved["model"])
+        opts[(name, seed)].load_state_dict(saved["opt"])
+        losses[(name, seed)].extend(torch.tensor(x, device=device) for x in saved["losses"])
+    for s, g in gens.items():
+        g.set_state(state["gens"][str(s)].cpu())
+    return int(state["step"]), float(state["wall"])
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description="Train the tdviz demo zoo (generator v2, several seeds).")
     p.add_argument("--models", nargs="*", default=list(DEMO_MODELS))
@@ -138,7 +178,9 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=15)
     p.add_argument("--fashion-dir", default=None)
     p.add_argument("--deadline", type=float, default=None,
-                   help="stop training after this many seconds (recorded in results.json; the recipe is then cut short)")
+                   help="stop after this many seconds of this call, keeping the state in <out>/train_state.pt")
+    p.add_argument("--resume", action="store_true", help="continue the training stopped in --out")
+    p.add_argument("--export", default=None, help="also write the first seed's weights here under the model names")
     p.add_argument("--out", default="runs/zoo2")
     args = p.parse_args()
     out = Path(args.out)
@@ -153,28 +195,44 @@ def main() -> None:
 
     runs = {(n, s): build(n, s, device) for s in args.seeds for n in args.models}
     opts = {k: torch.optim.AdamW(param_groups(m, args.wd), lr=args.lr) for k, m in runs.items()}
+    gens = {s: torch.Generator(device=device).manual_seed(1000 + s) for s in args.seeds}
+    losses: dict = {k: [] for k in runs}
+    first, wall_before = 0, 0.0
+    state_path = out / "train_state.pt"
+    if args.resume:
+        first, wall_before = restore(state_path, config, runs, opts, gens, losses, device)
     # one log per run, open for the whole training loop and closed after the evaluation
-    logs = {k: open(out / "logs" / f"{k[0]}_seed{k[1]}.log", "w", encoding="utf-8") for k in runs}  # noqa: SIM115
+    logs = {k: open(out / "logs" / f"{k[0]}_seed{k[1]}.log", "a" if args.resume else "w",  # noqa: SIM115
+                    encoding="utf-8") for k in runs}
     for k, fh in logs.items():
-        fh.write(f"run {k[0]} seed {k[1]}\nconfig {json.dumps(config)}\n")
+        fh.write(f"resumed at step {first}\n" if args.resume else
+                 f"run {k[0]} seed {k[1]}\nconfig {json.dumps(config)}\n")
     steps = args.samples // args.batch
-    train = DataLoader(Canvases("train", steps * args.batch, args.data_seed, args.fashion_dir),
-                       batch_size=args.batch, shuffle=False, num_workers=args.workers, pin_memory=True,
-                       drop_last=True, prefetch_factor=4, worker_init_fn=_worker_init)
     pool_x = torch.empty((args.pool * args.batch, 224, 224, 3), dtype=torch.uint8, device=device)
     pool_y = torch.empty((args.pool * args.batch,), dtype=torch.long, device=device)
-    gens = {s: torch.Generator(device=device).manual_seed(1000 + s) for s in args.seeds}
+
+    def loader(begin: int, end: int) -> DataLoader:
+        """Batches ``begin .. end-1`` of the training stream (the same canvases in any call)."""
+        data = Canvases("train", (end - begin) * args.batch, args.data_seed, args.fashion_dir, start=begin * args.batch)
+        return DataLoader(data, batch_size=args.batch, shuffle=False, num_workers=args.workers, pin_memory=device.type == "cuda",
+                          drop_last=True, prefetch_factor=4 if args.workers else None, worker_init_fn=_worker_init)
+
+    def into_pool(step: int, images, labels) -> None:
+        slot = step % args.pool
+        pool_x[slot * args.batch:(slot + 1) * args.batch].copy_(images, non_blocking=True)
+        pool_y[slot * args.batch:(slot + 1) * args.batch].copy_(labels, non_blocking=True)
+
+    refill = max(0, first - args.pool)  # a resumed run re-renders the pool it had: the same pixels
+    for j, (images, labels) in enumerate(loader(refill, first) if first else []):
+        into_pool(refill + j, images, labels)
     low_steps = round(args.low_res_fraction * steps)
-    losses = {k: [] for k in runs}
     start = time.time()
     wait = 0.0
     t_wait = time.time()
     stopped = steps
-    for step, (images, labels) in enumerate(train):
+    for step, (images, labels) in enumerate(loader(first, steps), start=first):
         wait += time.time() - t_wait
-        slot = step % args.pool
-        pool_x[slot * args.batch:(slot + 1) * args.batch].copy_(images, non_blocking=True)
-        pool_y[slot * args.batch:(slot + 1) * args.batch].copy_(labels, non_blocking=True)
+        into_pool(step, images, labels)
         filled = min(step + 1, args.pool) * args.batch
         size = args.low_res if step < low_steps else 224
         lr = lr_at(step, steps, args.lr, args.warmup)
@@ -202,18 +260,22 @@ def main() -> None:
                 logs[key].write(f"step {step + 1}/{steps} samples {(step + 1) * args.batch} size {size} "
                                 f"lr {lr:.4f} loss {recent:.4f}\n")
                 logs[key].flush()
-            rate = (step + 1) * args.batch / (time.time() - start)
+            rate = (step + 1 - first) * args.batch / (time.time() - start)
             print(f"step {step + 1}/{steps} size {size} {rate:.0f} draws/s per run, waited for data "
                   f"{wait:.0f} s, wall {time.time() - start:.0f} s", flush=True)
         t_wait = time.time()
         if args.deadline is not None and time.time() - start > args.deadline and step < steps - 1:
             stopped = step + 1
-            print(f"deadline: stopped after step {stopped} of {steps}", flush=True)
             break
-    else:
-        stopped = steps
-    train_wall = time.time() - start
-    config["steps_done"] = stopped
+    train_wall = wall_before + time.time() - start
+    if stopped < steps:
+        save_state(state_path, config, stopped, train_wall, runs, opts, gens, losses)
+        for fh in logs.values():
+            fh.write(f"stopped at step {stopped} (deadline)\n")
+            fh.close()
+        print(f"deadline: stopped after step {stopped} of {steps}; continue with the same command and --resume",
+              flush=True)
+        return
 
     for key, m in runs.items():
         save_weights(m, out / "weights" / f"{key[0]}_seed{key[1]}.safetensors")
@@ -232,6 +294,12 @@ def main() -> None:
         logs[key].close()
         table[f"{key[0]}_seed{key[1]}"] = r
     (out / "results.json").write_text(json.dumps({"config": config, "results": table}, indent=1))
+    if args.export:
+        dest = Path(args.export)
+        dest.mkdir(parents=True, exist_ok=True)
+        for name in args.models:
+            save_weights(runs[(name, args.seeds[0])], dest / f"{name}.safetensors")
+    state_path.unlink(missing_ok=True)
     print(f"{'run':<30}{'step1':>8}{'stepT':>8}{'mostconf':>10}")
     for key, r in table.items():
         s = r["top1_per_step"]

@@ -1,0 +1,37 @@
+"""The zoo's training recipe: a run stopped by its deadline and resumed equals one run straight through."""
+import sys
+
+import pytest
+from safetensors.torch import load_file
+
+from benchmarks import train_demo_zoo
+from tdviz.demo.fashion import PACKAGED_DIR
+
+
+def _train(monkeypatch, out, fashion, *extra):
+    argv = ["train_demo_zoo.py", "--models", "demo_resnet", "--seeds", "0", "--samples", "16", "--batch", "4",
+            "--pool", "2", "--warmup", "1", "--val", "4", "--workers", "0", "--fashion-dir", str(fashion),
+            "--out", str(out), *extra]
+    monkeypatch.setattr(sys, "argv", argv)
+    train_demo_zoo.main()
+
+
+def test_stopped_and_resumed_training_equals_one_run(tmp_path, monkeypatch, capsys):
+    fashion = tmp_path / "fashion"  # real Fashion-MNIST files (the packaged test set) in the train names
+    fashion.mkdir()
+    for kind in ("images-idx3", "labels-idx1"):
+        (fashion / f"train-{kind}-ubyte.gz").symlink_to(PACKAGED_DIR / f"t10k-{kind}-ubyte.gz")
+    _train(monkeypatch, tmp_path / "straight", fashion)
+    _train(monkeypatch, tmp_path / "split", fashion, "--deadline", "0")
+    assert "continue with the same command and --resume" in capsys.readouterr().out
+    assert (tmp_path / "split" / "train_state.pt").is_file() and not (tmp_path / "split" / "results.json").exists()
+    with pytest.raises(SystemExit, match="other settings"):
+        _train(monkeypatch, tmp_path / "split", fashion, "--resume", "--samples", "20")
+    _train(monkeypatch, tmp_path / "split", fashion, "--resume", "--export", str(tmp_path / "shipped"))
+    a = load_file(str(tmp_path / "straight" / "weights" / "demo_resnet_seed0.safetensors"))
+    b = load_file(str(tmp_path / "split" / "weights" / "demo_resnet_seed0.safetensors"))
+    assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a)
+    assert (tmp_path / "shipped" / "demo_resnet.safetensors").is_file()
+    assert not (tmp_path / "split" / "train_state.pt").exists()
+    log = (tmp_path / "split" / "logs" / "demo_resnet_seed0.log").read_text()
+    assert "stopped at step 1" in log and "resumed at step 1" in log and "eval " in log
