@@ -41,6 +41,11 @@ def test_same_seed_same_bytes_any_order_other_seed_differs(samples, test_set):
         assert np.array_equal(alone.image, s.image) and alone.meta == s.meta
         again, masks = render(json.loads(json.dumps(s.meta)), images)  # the recipe alone re-creates it
         assert np.array_equal(again, s.image) and np.array_equal(masks, s.masks)
+    import tdviz.demo
+
+    v1 = generate_split("val", 1, SEED, version=1)[0]  # tdviz.demo.render follows each recipe's version
+    assert np.array_equal(tdviz.demo.render(v1.meta, images)[0], v1.image)
+    assert np.array_equal(tdviz.demo.render(samples[0].meta, images)[0], samples[0].image)
     other = generate_split("val", 5, SEED + 1, version=2)
     assert all(not np.array_equal(a.image, b.image) for a, b in zip(other, samples))
 

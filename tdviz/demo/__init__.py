@@ -10,8 +10,8 @@
 * :func:`generate_split` / :func:`render_sample` give in-memory samples.
 """
 from .build import default_cache_dir, make_demo_split, split_dir_name
-from .canvas import Sample, make_sample, render
-from .generators import DEFAULT_VERSION, generate_split, render_sample
+from .canvas import Sample
+from .generators import DEFAULT_VERSION, generate_split, make_sample, render, render_sample
 
 GENERATOR_VERSION = DEFAULT_VERSION  # the name before generator v2; kept for scripts that read it
 from .export import write_split

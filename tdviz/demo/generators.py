@@ -11,9 +11,10 @@ import numpy as np
 from . import canvas, scene
 from .canvas import Sample
 
-__all__ = ["DEFAULT_VERSION", "VERSIONS", "check_version", "generate_split", "render_sample"]
+__all__ = ["DEFAULT_VERSION", "VERSIONS", "check_version", "generate_split", "make_sample", "render", "render_sample"]
 
 VERSIONS = {1: canvas.render_sample, 2: scene.render_sample}
+_MODULES = {1: canvas, 2: scene}
 DEFAULT_VERSION = 2
 
 
@@ -41,3 +42,16 @@ def generate_split(split: str, n: int, seed: int, two_objects: bool = False, *,
     """
     images, labels = source if source is not None else canvas.load_source(split, fashion_dir)
     return [render_sample(split, i, seed, images, labels, two_objects, version) for i in range(start, start + n)]
+
+
+def make_sample(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray, index: int, *,
+                version: int = DEFAULT_VERSION, **kwargs) -> Sample:
+    """Draw a canvas around source item ``index`` from ``rng`` with generator ``version``
+    (keyword arguments as :func:`tdviz.demo.canvas.make_sample`)."""
+    return _MODULES[check_version(version)].make_sample(rng, images, labels, index, **kwargs)
+
+
+def render(meta: dict, images: np.ndarray, *, objects: bool = True, fragments: bool = True):
+    """Re-create a canvas from its recipe with the generator that drew it (``meta["version"]``)."""
+    version = meta.get("version", 1)
+    return _MODULES[check_version(version)].render(meta, images, objects=objects, fragments=fragments)
