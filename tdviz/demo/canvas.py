@@ -48,15 +48,22 @@ The whole recipe of a canvas (``Sample.meta``) is JSON-serialisable and
 from __future__ import annotations
 
 import colorsys
-import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from functools import lru_cache
 
 import cv2
 import numpy as np
 
-from .fashion import CLASS_NAMES, load_fashion
+from .fashion import CLASS_NAMES
+from .sample import (
+    SOURCE_SPLIT,
+    SPLIT_CODE,
+    Sample,
+    box_iou,
+    load_source,
+    mask_to_box,
+    rect_inside_fraction,
+    source_index,
+)
 
 __all__ = [
     "CANVAS_SIZE",
@@ -91,67 +98,6 @@ FRAGMENT_MAX_PX = 45
 FRAGMENT_MAX_OVERLAP = 0.15
 TWO_OBJECT_MAX_IOU = 0.3
 
-SPLIT_CODE = {"train": 0, "val": 1}
-SOURCE_SPLIT = {"train": "train", "val": "test"}
-
-
-@dataclass
-class Sample:
-    """One rendered canvas.
-
-    Attributes:
-        image: RGB ``uint8 [224, 224, 3]``.
-        masks: ``bool [K, 224, 224]``, one per object (K = 1 or 2).
-        boxes: ``int64 [K, 4]`` inclusive ``[x0, y0, x1, y1]``.
-        labels: ``int64 [K]`` Fashion-MNIST class indices.
-        meta: JSON-serialisable recipe (ids, source split/indices, placements).
-    """
-
-    image: np.ndarray
-    masks: np.ndarray
-    boxes: np.ndarray
-    labels: np.ndarray
-    meta: dict = field(default_factory=dict)
-
-    @property
-    def image_id(self) -> str:
-        """Identifier such as ``val_000012`` (also the file stem on disk)."""
-        return self.meta["image_id"]
-
-    @property
-    def label(self) -> int:
-        """Class of the (primary) object."""
-        return int(self.labels[0])
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def mask_to_box(mask: np.ndarray) -> list[int]:
-    """Tight inclusive box ``[x0, y0, x1, y1]`` of a non-empty boolean mask."""
-    cols = np.flatnonzero(mask.any(axis=0))
-    rows = np.flatnonzero(mask.any(axis=1))
-    if cols.size == 0:
-        raise ValueError("empty mask has no box")
-    return [int(cols[0]), int(rows[0]), int(cols[-1]), int(rows[-1])]
-
-
-def box_iou(a: Sequence[int], b: Sequence[int]) -> float:
-    """IoU of two inclusive boxes (pixel counts, as in wsolevaluation)."""
-    iw = min(a[2], b[2]) - max(a[0], b[0]) + 1
-    ih = min(a[3], b[3]) - max(a[1], b[1]) + 1
-    inter = max(0, iw) * max(0, ih)
-    area_a = (a[2] - a[0] + 1) * (a[3] - a[1] + 1)
-    area_b = (b[2] - b[0] + 1) * (b[3] - b[1] + 1)
-    return inter / float(area_a + area_b - inter)
-
-
-def _rect_inside_fraction(rect: Sequence[int], box: Sequence[int]) -> float:
-    """Fraction of the inclusive rectangle ``rect`` lying inside inclusive ``box``."""
-    iw = min(rect[2], box[2]) - max(rect[0], box[0]) + 1
-    ih = min(rect[3], box[3]) - max(rect[1], box[1]) + 1
-    area = (rect[2] - rect[0] + 1) * (rect[3] - rect[1] + 1)
-    return max(0, iw) * max(0, ih) / float(area)
 
 
 def _random_tint(rng: np.random.Generator) -> list[int]:
@@ -295,7 +241,7 @@ def _place_fragments(rng, images, exclude, obj_boxes, obj_scale):
         for _ in range(25):
             x, y = int(rng.integers(-w // 3, S - w + w // 3 + 1)), int(rng.integers(-h // 3, S - h + h // 3 + 1))
             rect = [x, y, x + w - 1, y + h - 1]
-            if all(_rect_inside_fraction(rect, b) <= FRAGMENT_MAX_OVERLAP for b in obj_boxes):
+            if all(rect_inside_fraction(rect, b) <= FRAGMENT_MAX_OVERLAP for b in obj_boxes):
                 frags.append({"source_index": src, "crop": [cx, cy, cx + cw, cy + ch], "size": [w, h],
                               "xy": [x, y], "tint": tint, "opacity": opacity})
                 break
@@ -383,53 +329,6 @@ def _triangular_noise(rng: np.random.Generator, shape) -> np.ndarray:
 # --------------------------------------------------------------------------- splits
 
 
-@lru_cache(maxsize=64)
-def _permutation(n: int, *entropy: int) -> np.ndarray:
-    return np.random.default_rng(np.random.SeedSequence(list(entropy))).permutation(n)
-
-
-_MEMBERS: dict[int, tuple] = {}
-
-
-def _class_members(labels: np.ndarray) -> tuple[np.ndarray, dict[int, np.ndarray]]:
-    """Classes present and the item indices of each, cached per labels array (which must not
-    be modified in place afterwards)."""
-    hit = _MEMBERS.get(id(labels))
-    if hit is not None and hit[0]() is labels:
-        return hit[1], hit[2]
-    classes = np.unique(labels)
-    per_class = {int(c): np.flatnonzero(labels == c) for c in classes}
-    if len(_MEMBERS) >= 8:
-        _MEMBERS.clear()
-    _MEMBERS[id(labels)] = (weakref.ref(labels), classes, per_class)
-    return classes, per_class
-
-
-def source_index(split: str, seed: int, i: int, labels: np.ndarray) -> int:
-    """Source item of image ``i`` (class-balanced, seeded).
-
-    Images come in blocks of ``K`` (the number of classes present): block
-    ``b = i // K`` visits the classes in the order ``perm([seed, code, 1, b])``;
-    the ``j``-th visit of class ``c`` takes item ``perm_c[j % N_c]`` of that
-    class's items, ``perm_c`` drawn from ``[seed, code, 2, c, j // N_c]``.
-    """
-    code = SPLIT_CODE[split]
-    classes, per_class = _class_members(labels)
-    k = len(classes)
-    c = int(classes[_permutation(k, int(seed), code, 1, i // k)[i % k]])
-    members = per_class[c]
-    j = i // k
-    return int(members[_permutation(len(members), int(seed), code, 2, c, j // len(members))[j % len(members)]])
-
-
-def load_source(split: str, fashion_dir=None) -> tuple[np.ndarray, np.ndarray]:
-    """Fashion-MNIST arrays a canvas split draws from: train items for ``"train"``,
-    the packaged test items for ``"val"`` (``fashion_dir`` is then ignored)."""
-    if split == "val":
-        return load_fashion("test")
-    if split == "train":
-        return load_fashion("train", fashion_dir)
-    raise ValueError(f"split must be 'train' or 'val', not {split!r}")
 
 
 def render_sample(split: str, i: int, seed: int, images: np.ndarray, labels: np.ndarray,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import canvas, scene
-from .canvas import Sample
+from .sample import Sample, load_source
 
 __all__ = ["DEFAULT_VERSION", "VERSIONS", "check_version", "generate_split", "make_sample", "render", "render_sample"]
 
@@ -40,7 +40,7 @@ def generate_split(split: str, n: int, seed: int, two_objects: bool = False, *,
     ``source`` gives other ``(images, labels)`` arrays instead (the ``source_split`` tag still
     follows ``split``); ``fashion_dir`` is where the train idx files are (``"train"`` only).
     """
-    images, labels = source if source is not None else canvas.load_source(split, fashion_dir)
+    images, labels = source if source is not None else load_source(split, fashion_dir)
     return [render_sample(split, i, seed, images, labels, two_objects, version) for i in range(start, start + n)]
 
 

@@ -36,9 +36,9 @@ import math
 import cv2
 import numpy as np
 
-from .canvas import SOURCE_SPLIT, SPLIT_CODE, Sample, box_iou, mask_to_box, source_index
 from .clutter import clutter, colour_ramp
 from .fashion import CLASS_NAMES
+from .sample import SOURCE_SPLIT, SPLIT_CODE, Sample, box_iou, mask_to_box, rect_inside_fraction, source_index
 
 __all__ = ["GENERATOR_VERSION", "make_sample", "render", "render_sample", "warp_item"]
 
@@ -105,12 +105,6 @@ def _layer_box(layer: dict, value: np.ndarray) -> list[int]:
     x, y = layer["xy"]
     return [x0 + x, y0 + y, x1 + x, y1 + y]
 
-
-def _rect_inside_fraction(rect, box) -> float:
-    iw = min(rect[2], box[2]) - max(rect[0], box[0]) + 1
-    ih = min(rect[3], box[3]) - max(rect[1], box[1]) + 1
-    area = (rect[2] - rect[0] + 1) * (rect[3] - rect[1] + 1)
-    return max(0, iw) * max(0, ih) / float(area)
 
 
 # --------------------------------------------------------------------------- recipe
@@ -209,7 +203,7 @@ def _place_distractors(rng, images, labels, objs, boxes) -> list[dict]:
             x, y = int(rng.integers(-w // 4, CANVAS_SIZE - w + w // 4 + 1)), \
                 int(rng.integers(-h // 4, CANVAS_SIZE - h + h // 4 + 1))
             rect = [x, y, x + w - 1, y + h - 1]
-            if all(_rect_inside_fraction(rect, b) <= DISTRACTOR_MAX_OVERLAP for b in boxes):
+            if all(rect_inside_fraction(rect, b) <= DISTRACTOR_MAX_OVERLAP for b in boxes):
                 out.append({"source_index": idx, "label": int(labels[idx]), **geom, "xy": [x, y], "ramp": ramp})
                 break
     return out
@@ -236,7 +230,7 @@ def _place_fragments(rng, images, exclude, boxes, scale) -> list[dict]:
         for _ in range(25):
             x, y = int(rng.integers(-w // 3, CANVAS_SIZE - w + w // 3 + 1)), \
                 int(rng.integers(-h // 3, CANVAS_SIZE - h + h // 3 + 1))
-            if all(_rect_inside_fraction([x, y, x + w + 4, y + h + 4], b) <= FRAGMENT_MAX_OVERLAP for b in boxes):
+            if all(rect_inside_fraction([x, y, x + w + 4, y + h + 4], b) <= FRAGMENT_MAX_OVERLAP for b in boxes):
                 out.append(dict(frag, xy=[x, y]))
                 break
     return out
