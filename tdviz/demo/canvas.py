@@ -61,6 +61,7 @@ from .sample import (
     box_iou,
     load_source,
     mask_to_box,
+    numbered_sample,
     rect_inside_fraction,
     source_index,
 )
@@ -334,11 +335,7 @@ def _triangular_noise(rng: np.random.Generator, shape) -> np.ndarray:
 def render_sample(split: str, i: int, seed: int, images: np.ndarray, labels: np.ndarray,
                   two_objects: bool = False) -> Sample:
     """Render image ``i`` of a split alone, exactly as :func:`generate_split` does."""
-    rng = np.random.default_rng(np.random.SeedSequence([int(seed), SPLIT_CODE[split], 0, int(i)]))
-    index = source_index(split, seed, i, labels)
-    extra = {"seed": int(seed), "number": int(i), "two_objects": bool(two_objects)}
-    return make_sample(rng, images, labels, index, two_objects=two_objects, split=split,
-                       image_id=f"{split}_{i:06d}", extra_meta=extra)
+    return numbered_sample(make_sample, split, i, seed, images, labels, two_objects)
 
 
 def generate_split(split: str, n: int, seed: int, two_objects: bool = False, *,

@@ -26,7 +26,7 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
 class CanvasDataset(Dataset):
     """Canvas ``i`` of a split, rendered deterministically from ``(seed, i)``.
 
-    Identical pixels to :func:`tdviz.demo.canvas.generate_split` and to the PNGs
+    Identical pixels to :func:`tdviz.demo.generate_split` and to the PNGs
     of :func:`tdviz.demo.make_demo_split` for the same split, seed and variant,
     so it is safe with any number of ``DataLoader`` workers and any order.
 

@@ -241,7 +241,7 @@ def write_split(out_dir: str | os.PathLike, samples: Sequence[Sample],
 
     Args:
         out_dir: split directory (created).
-        samples: rendered samples, e.g. from :func:`tdviz.demo.canvas.generate_split`.
+        samples: rendered samples, e.g. from :func:`tdviz.demo.generate_split`.
         class_names: names of the label indices.
         split_name: used in the COCO file name (``instances_<split_name>.json``)
             and the XML ``<folder>`` tag.

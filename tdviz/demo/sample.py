@@ -15,8 +15,8 @@ import numpy as np
 
 from .fashion import load_fashion
 
-__all__ = ["SOURCE_SPLIT", "SPLIT_CODE", "Sample", "box_iou", "load_source", "mask_to_box", "rect_inside_fraction",
-           "source_index"]
+__all__ = ["SOURCE_SPLIT", "SPLIT_CODE", "Sample", "box_iou", "load_source", "mask_to_box", "numbered_sample",
+           "rect_inside_fraction", "source_index"]
 
 SPLIT_CODE = {"train": 0, "val": 1}
 SOURCE_SPLIT = {"train": "train", "val": "test"}
@@ -126,3 +126,15 @@ def load_source(split: str, fashion_dir=None) -> tuple[np.ndarray, np.ndarray]:
     if split == "train":
         return load_fashion("train", fashion_dir)
     raise ValueError(f"split must be 'train' or 'val', not {split!r}")
+
+
+def numbered_sample(make_sample, split: str, i: int, seed: int, images: np.ndarray, labels: np.ndarray,
+                    two_objects: bool = False) -> Sample:
+    """Image ``i`` of a split as a generator's ``make_sample`` draws it: every generator seeds image
+    ``i`` from ``SeedSequence([seed, split code, 0, i])`` around the class-balanced item
+    :func:`source_index` picks, so any image renders alone, in any order or process."""
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), SPLIT_CODE[split], 0, int(i)]))
+    index = source_index(split, seed, i, labels)
+    extra = {"seed": int(seed), "number": int(i), "two_objects": bool(two_objects)}
+    return make_sample(rng, images, labels, index, two_objects=two_objects, split=split,
+                       image_id=f"{split}_{i:06d}", extra_meta=extra)

@@ -24,7 +24,7 @@ Conventions shared with v1 (:mod:`tdviz.demo.canvas`): RGB ``uint8`` images, box
 inclusive, the object's mask is where its resampled intensity is >= ``MASK_THRESHOLD`` (26), and its
 alpha is 0 outside the mask, so before the finish the object changes no pixel outside its mask
 (blur and JPEG then spread changes by a few pixels and within 16 x 16 JPEG blocks). Splits,
-class balance (:func:`~tdviz.demo.canvas.source_index`) and determinism follow v1: image ``i`` is
+class balance (:func:`~tdviz.demo.sample.source_index`) and determinism follow v1: image ``i`` is
 drawn from ``SeedSequence([seed, split code, 0, i])`` and the same seed gives the same bytes with
 the same numpy and OpenCV. ``Sample.meta`` is the whole recipe: :func:`render` re-creates the
 canvas from it and the source array alone.
@@ -38,7 +38,7 @@ import numpy as np
 
 from .clutter import clutter, colour_ramp
 from .fashion import CLASS_NAMES
-from .sample import SOURCE_SPLIT, SPLIT_CODE, Sample, box_iou, mask_to_box, rect_inside_fraction, source_index
+from .sample import SOURCE_SPLIT, SPLIT_CODE, Sample, box_iou, mask_to_box, numbered_sample, rect_inside_fraction
 
 __all__ = ["GENERATOR_VERSION", "make_sample", "render", "render_sample", "warp_item"]
 
@@ -329,8 +329,4 @@ def _render(meta, images, objects, fragments, base):
 def render_sample(split: str, i: int, seed: int, images: np.ndarray, labels: np.ndarray,
                   two_objects: bool = False) -> Sample:
     """Render image ``i`` of a v2 split alone (any order, any process: the same bytes)."""
-    rng = np.random.default_rng(np.random.SeedSequence([int(seed), SPLIT_CODE[split], 0, int(i)]))
-    index = source_index(split, seed, i, labels)
-    extra = {"seed": int(seed), "number": int(i), "two_objects": bool(two_objects)}
-    return make_sample(rng, images, labels, index, two_objects=two_objects, split=split,
-                       image_id=f"{split}_{i:06d}", extra_meta=extra)
+    return numbered_sample(make_sample, split, i, seed, images, labels, two_objects)
