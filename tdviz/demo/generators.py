@@ -13,8 +13,8 @@ from .sample import Sample, load_source
 
 __all__ = ["DEFAULT_VERSION", "VERSIONS", "check_version", "generate_split", "make_sample", "render", "render_sample"]
 
-VERSIONS = {1: canvas.render_sample, 2: scene.render_sample}
-_MODULES = {1: canvas, 2: scene}
+#: generator version -> its module (each has make_sample, render and render_sample)
+VERSIONS = {1: canvas, 2: scene}
 DEFAULT_VERSION = 2
 
 
@@ -28,7 +28,7 @@ def check_version(version: int) -> int:
 def render_sample(split: str, i: int, seed: int, images: np.ndarray, labels: np.ndarray,
                   two_objects: bool = False, version: int = DEFAULT_VERSION) -> Sample:
     """Canvas ``i`` of a split as generator ``version`` draws it (the same bytes in any process)."""
-    return VERSIONS[check_version(version)](split, i, seed, images, labels, two_objects)
+    return VERSIONS[check_version(version)].render_sample(split, i, seed, images, labels, two_objects)
 
 
 def generate_split(split: str, n: int, seed: int, two_objects: bool = False, *,
@@ -48,10 +48,10 @@ def make_sample(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray
                 version: int = DEFAULT_VERSION, **kwargs) -> Sample:
     """Draw a canvas around source item ``index`` from ``rng`` with generator ``version``
     (keyword arguments as :func:`tdviz.demo.canvas.make_sample`)."""
-    return _MODULES[check_version(version)].make_sample(rng, images, labels, index, **kwargs)
+    return VERSIONS[check_version(version)].make_sample(rng, images, labels, index, **kwargs)
 
 
 def render(meta: dict, images: np.ndarray, *, objects: bool = True, fragments: bool = True):
     """Re-create a canvas from its recipe with the generator that drew it (``meta["version"]``)."""
     version = meta.get("version", 1)
-    return _MODULES[check_version(version)].render(meta, images, objects=objects, fragments=fragments)
+    return VERSIONS[check_version(version)].render(meta, images, objects=objects, fragments=fragments)
