@@ -31,6 +31,7 @@ import argparse
 import json
 import math
 import platform
+import signal
 import time
 import zlib
 from pathlib import Path
@@ -165,7 +166,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description="Train the tdviz demo zoo (generator v2, several seeds).")
     p.add_argument("--models", nargs="*", default=list(DEMO_MODELS))
     p.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
-    p.add_argument("--samples", type=int, default=320_000, help="training draws per run")
+    p.add_argument("--samples", type=int, default=300_000, help="training draws per run")
     p.add_argument("--batch", type=int, default=512)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--wd", type=float, default=0.05)
@@ -193,6 +194,10 @@ def main() -> None:
                   torch=torch.__version__)
     print("config:", json.dumps(config), flush=True)
 
+    try:
+        load_source("train", args.fashion_dir)
+    except (FileNotFoundError, ValueError) as exc:
+        raise SystemExit(f"error: {exc}") from None
     runs = {(n, s): build(n, s, device) for s in args.seeds for n in args.models}
     opts = {k: torch.optim.AdamW(param_groups(m, args.wd), lr=args.lr) for k, m in runs.items()}
     gens = {s: torch.Generator(device=device).manual_seed(1000 + s) for s in args.seeds}
@@ -222,6 +227,15 @@ def main() -> None:
         pool_x[slot * args.batch:(slot + 1) * args.batch].copy_(images, non_blocking=True)
         pool_y[slot * args.batch:(slot + 1) * args.batch].copy_(labels, non_blocking=True)
 
+    interrupted: list[bool] = []
+
+    def on_interrupt(signum, frame):  # Ctrl-C: finish the step under way, then keep the state
+        if interrupted:
+            raise KeyboardInterrupt
+        interrupted.append(True)
+        print("interrupted: finishing this step and keeping the state (Ctrl-C again quits at once)", flush=True)
+
+    previous_handler = signal.signal(signal.SIGINT, on_interrupt)
     refill = max(0, first - args.pool)  # a resumed run re-renders the pool it had: the same pixels
     for j, (images, labels) in enumerate(loader(refill, first) if first else []):
         into_pool(refill + j, images, labels)
@@ -264,17 +278,22 @@ def main() -> None:
             print(f"step {step + 1}/{steps} size {size} {rate:.0f} draws/s per run, waited for data "
                   f"{wait:.0f} s, wall {time.time() - start:.0f} s", flush=True)
         t_wait = time.time()
-        if args.deadline is not None and time.time() - start > args.deadline and step < steps - 1:
+        late = args.deadline is not None and time.time() - start > args.deadline
+        if (late or interrupted) and step < steps - 1:
             stopped = step + 1
             break
     train_wall = wall_before + time.time() - start
+    signal.signal(signal.SIGINT, previous_handler)
     if stopped < steps:
         save_state(state_path, config, stopped, train_wall, runs, opts, gens, losses)
+        why = "interrupted" if interrupted else "deadline"
         for fh in logs.values():
-            fh.write(f"stopped at step {stopped} (deadline)\n")
+            fh.write(f"stopped at step {stopped} ({why})\n")
             fh.close()
-        print(f"deadline: stopped after step {stopped} of {steps}; continue with the same command and --resume",
+        print(f"{why}: stopped after step {stopped} of {steps}; continue with the same command and --resume",
               flush=True)
+        if interrupted:
+            raise SystemExit(130)
         return
 
     for key, m in runs.items():

@@ -1,4 +1,7 @@
-"""The zoo's training recipe: a run stopped by its deadline and resumed equals one run straight through."""
+"""The zoo's training recipe: a run stopped by its deadline or by Ctrl-C and resumed equals one run
+straight through."""
+import os
+import signal
 import sys
 
 import pytest
@@ -35,3 +38,21 @@ def test_stopped_and_resumed_training_equals_one_run(tmp_path, monkeypatch, caps
     assert not (tmp_path / "split" / "train_state.pt").exists()
     log = (tmp_path / "split" / "logs" / "demo_resnet_seed0.log").read_text()
     assert "stopped at step 1" in log and "resumed at step 1" in log and "eval " in log
+
+    real_lr_at = train_demo_zoo.lr_at
+
+    def ctrl_c_at_step_2(step, *rest):  # SIGINT arrives while step 2 is under way
+        if step == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_lr_at(step, *rest)
+
+    monkeypatch.setattr(train_demo_zoo, "lr_at", ctrl_c_at_step_2)
+    with pytest.raises(SystemExit) as stop:
+        _train(monkeypatch, tmp_path / "ctrl_c", fashion)
+    assert stop.value.code == 130 and (tmp_path / "ctrl_c" / "train_state.pt").is_file()
+    monkeypatch.setattr(train_demo_zoo, "lr_at", real_lr_at)
+    _train(monkeypatch, tmp_path / "ctrl_c", fashion, "--resume")
+    c = load_file(str(tmp_path / "ctrl_c" / "weights" / "demo_resnet_seed0.safetensors"))
+    assert all(a[k].equal(c[k]) for k in a)
+    with pytest.raises(SystemExit, match="apt-get install dataset-fashion-mnist"):
+        _train(monkeypatch, tmp_path / "nofashion", tmp_path / "nowhere")
