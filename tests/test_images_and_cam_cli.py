@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 import pytest
+import torch
 from conftest import run_cli
 from PIL import Image
 
@@ -58,6 +59,17 @@ def test_elongated_images_match_torchvision(shape, exact):
     pre = Preprocess()
     diff = (pre(img) - _torchvision_eval(img, pre)).abs().max().item()
     assert diff == 0.0 if exact else diff < 0.1
+
+
+@pytest.mark.parametrize("pre", [Preprocess(), Preprocess(mode="resize"),
+                                 Preprocess(size=448, resize=512, interpolation="bicubic")])
+def test_resizing_a_batch_gives_each_image_s_own_pixels(pre):
+    """resized_batch (one call per image shape, as GPU decoding uses it) equals resizing the images
+    one by one, for mixed shapes, a shape already at the input size and an elongated image."""
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(375, 500)] * 5 + [(300, 200)] * 3 + [(pre.size, pre.size), (40, 9000)]
+    images = [torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=gen) for h, w in shapes]
+    assert torch.equal(pre.resized_batch(images), torch.stack([pre.resized_tensor(t) for t in images]))
 
 
 def test_cam_files_reports_bad_inputs_and_keeps_going(inputs, tmp_path):

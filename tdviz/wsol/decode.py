@@ -18,6 +18,7 @@ from __future__ import annotations
 import struct
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import torch
 
 from ..datasets import Sample
@@ -105,7 +106,8 @@ def gpu_batches(samples: list[Sample], preprocs: dict[str, Preprocess], batch_si
 
             def on_cpu(k, idx=idx):
                 try:
-                    return torch.from_numpy(read_image(samples[idx[k]].path, exif=False)).permute(2, 0, 1)
+                    pixels = np.require(read_image(samples[idx[k]].path, exif=False), requirements="W")  # PIL's may be read-only
+                    return torch.from_numpy(pixels).permute(2, 0, 1)
                 except ImageError as exc:
                     return str(exc)
 
@@ -120,7 +122,7 @@ def gpu_batches(samples: list[Sample], preprocs: dict[str, Preprocess], batch_si
                 h, w = img.shape[1:]
                 good.append((i, (int(w), int(h), size_note(samples[i], int(w), int(h)))))
                 images.append(img)
-            stacked = {key: torch.stack([p.resized_tensor(img) for img in images]) if images else
+            stacked = {key: p.resized_batch(images) if images else
                        torch.zeros((0, 3, p.size, p.size), dtype=torch.uint8, device=device)
                        for key, p in preprocs.items()}
             yield Batch(good, bad, stacked)
