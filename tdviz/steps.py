@@ -81,8 +81,9 @@ def _resolve_layers(model: nn.Module, layers: Iterable[str]) -> dict[str, nn.Mod
 
 @contextlib.contextmanager
 def _eval_mode(model: nn.Module):
-    flags = [(m, m.training) for m in model.modules()]
-    model.eval()
+    flags = [(m, True) for m in model.modules() if m.training]  # usually none: nothing to switch
+    for m, _ in flags:
+        m.training = False
     try:
         yield
     finally:

@@ -201,14 +201,23 @@ class WsolRun:
         todo = [s for s in self.samples if s.image_id not in self.progress.done]
         batches = 0
         pending: deque = deque()
+        staged = None  # the batch whose device work is queued and whose copies to the host wait
         with image_progress("localizing", len(todo), progress) as advance:
+            # a batch's results are copied to the host only once the next batch's device work is
+            # queued behind it, so the device keeps working while this process decodes and
+            # launches (the copies wait for the device)
             for batch in self._batches(todo, preprocs, workers):
-                pending.append(self._launch(todo, batch, preprocs))
+                queued = self._queue(todo, batch, preprocs)
+                if staged is not None:
+                    pending.append(self._launch(todo, *staged))
+                staged = (batch, queued)
                 while len(pending) >= _IN_FLIGHT or (len(pending) > 1 and pending[0].ready()):
                     self._commit(pending.popleft(), advance)
                     batches += 1
                     if stop_after is not None and batches >= stop_after:
                         return {}
+            if staged is not None:
+                pending.append(self._launch(todo, *staged))
             while pending:
                 self._commit(pending.popleft(), advance)
         if not todo:
@@ -217,8 +226,19 @@ class WsolRun:
         write_results(self.out, results)
         return results
 
-    def _launch(self, todo: list[Sample], batch: Batch, preprocs) -> Launched:
-        """Run the models on a batch and hand its per-image work to the pool (or do it inline)."""
+    def _queue(self, todo: list[Sample], batch: Batch, preprocs) -> dict[str, SimpleNamespace]:
+        """Every model's (every test size's) device work on a batch, queued without waiting for it."""
+        if not batch.good:
+            return {}
+        labels = torch.tensor([todo[i].label for i, _ in batch.good])
+        if self.device.type == "cuda":  # a pageable copy would wait for all the device work queued before it
+            labels = labels.pin_memory().to(self.device, non_blocking=True)
+        return {name: self._on_device(name, model, batch.stacked, labels, preprocs)
+                for name, model in self.models.items()}
+
+    def _launch(self, todo: list[Sample], batch: Batch, queued: dict[str, SimpleNamespace]) -> Launched:
+        """Copy a queued batch's results to the host and hand its per-image work to the pool (or
+        do it inline)."""
         good = [todo[i] for i, _ in batch.good]
         launched = Launched(good, [(todo[i].image_id, Problem(todo[i].image_id, info, "image skipped"))
                                    for i, info in batch.bad],
@@ -226,9 +246,6 @@ class WsolRun:
                             len(batch.good) + len(batch.bad))
         if not good:
             return launched
-        labels = torch.tensor([s.label for s in good])
-        queued = {name: self._on_device(name, model, batch.stacked, labels, preprocs)  # every model's GPU work
-                  for name, model in self.models.items()}                          # first, then the copies
         parts = {name: self._to_host(dev) for name, dev in queued.items()}
         launched.mc = {name: part.mc for name, part in parts.items()}
         images = [ImageEntry.of(s, w, h) for s, (_, (w, h, _)) in zip(good, batch.good)]
@@ -269,9 +286,9 @@ class WsolRun:
         return self._to_host(self._on_device(name, model, stacked, labels, preprocs))
 
     def _on_device(self, name, model, stacked, labels, preprocs) -> SimpleNamespace:
-        """The device work of :meth:`_model_part`, queued without waiting for it: `_launch` queues
-        every model's (every test size's) before the first copy to the host, so the GPU is not idle
-        while Python launches the next forward."""
+        """The device work of :meth:`_model_part`, queued without waiting for it: `_queue` queues
+        every model's (every test size's) before any copy to the host, and the copies of a batch
+        wait until the next batch is queued, so the GPU is not idle while Python launches."""
         device = next(model.parameters()).device
         cams_of: dict[str, object] = {}
         need = {p: p == "wsol" or self.has_boxes or self.save_maps is not None for p in self.cfg.protocols}

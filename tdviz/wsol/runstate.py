@@ -185,7 +185,11 @@ def run_identity(models: dict, dataset, config) -> RunIdentity:
 
     annotations, images = dataset_fingerprint(dataset.samples, dataset.problems)
     devices = sorted({next(m.parameters()).device.type for m in models.values()})
-    info = {label: {"name": getattr(m, "tdviz_name", type(m).__name__), "digest": state_digest(m)}
+    digests: dict[int, str] = {}  # one model under many labels (a resolution sweep's sizes) is hashed once
+    for m in models.values():
+        if id(m) not in digests:
+            digests[id(m)] = state_digest(m)
+    info = {label: {"name": getattr(m, "tdviz_name", type(m).__name__), "digest": digests[id(m)]}
             for label, m in models.items()}
     options = dict(config.identity_options("cuda" if "cuda" in devices else "cpu"), device=",".join(devices))
     return RunIdentity(info, annotations, images, options)
