@@ -48,21 +48,31 @@ def largest_component_boxes(masks: Tensor) -> Tensor:
     big = float(hw)
     index = torch.arange(hw, device=masks.device, dtype=torch.float32).view(1, h, w)
     labels = torch.where(masks, index, big)
+    # Labels only decrease, so a map unchanged over a check's rounds is at its fixed point: it
+    # leaves the working set, and the rounds after it cost only what the winding maps need.
+    active = torch.arange(n, device=masks.device)
+    work, work_masks = labels, masks
     while True:
-        before = labels
+        before = work
         for _ in range(_CHECK_EVERY):
-            spread = -F.max_pool2d(-labels[:, None], 3, stride=1, padding=1)[:, 0]
-            smaller = torch.where(masks, torch.minimum(labels, spread), big).view(n, hw)
+            m = work.shape[0]
+            spread = -F.max_pool2d(-work[:, None], 3, stride=1, padding=1)[:, 0]
+            smaller = torch.where(work_masks, torch.minimum(work, spread), big).view(m, hw)
             # hook: the pixel a label points at takes the smaller label too, so a whole region that
             # points at it follows on the next jump (union-find style), not one pixel per round
-            flat = labels.view(n, hw).clone()
+            flat = work.reshape(m, hw).clone()
             flat.scatter_reduce_(1, flat.clamp(max=hw - 1).long(), smaller, reduce="amin")
             flat = torch.minimum(flat, smaller)
             for _ in range(2):
                 flat = flat.gather(1, flat.clamp(max=hw - 1).long())
-            labels = torch.where(masks, flat.view(n, h, w), big)
-        if torch.equal(labels, before):
+            work = torch.where(work_masks, flat.view(m, h, w), big)
+        moving = (work != before).flatten(1).any(1)
+        labels[active] = work
+        still = moving.nonzero().squeeze(1)  # one sync per check, as torch.equal was
+        if still.numel() == 0:
             break
+        if still.numel() < moving.numel():
+            active, work, work_masks = active[still], work[still], work_masks[still]
     flat = labels.view(n, hw).long()
     kept = masks.view(n, hw)
     sizes = torch.zeros(n, hw + 1, dtype=torch.int64, device=masks.device)
