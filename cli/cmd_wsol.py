@@ -84,7 +84,7 @@ def wsol(
     precision: str = typer.Option("fp32", metavar="fp32|bf16", help="fp32, or bf16 (autocast and channels-last; faster on a GPU)."),
     metric: list[str] = typer.Option(None, "--metric", metavar="NAME", help="A metric beyond the default ones (e.g. gt_known_iou: "
                                      "GT-known loc at IoU 30/50/70)."),
-    shard: str = typer.Option(None, metavar="I/N", help="I/N: evaluate every N-th image from the I-th into OUT/shard-I-of-N; "
+    shard: str = typer.Option(None, metavar="I/N", help="I/N: evaluate every N-th batch from the I-th into OUT/shard-I-of-N; "
                               "the last shard to finish merges (default under torchrun: RANK/WORLD_SIZE)."),
     seed: int = seed_option(),
     as_json: bool = json_option(),

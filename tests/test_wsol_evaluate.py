@@ -164,7 +164,20 @@ def test_unreadable_mask_skips_that_image_and_keeps_the_rest(split, model, tmp_p
     assert len(lines) == 23 and broken.image_id not in {json.loads(x)["image_id"] for x in lines}
 
 
+def test_shards_without_an_image_merge_too(split, model, tmp_path):
+    """More shards than batches (2 images, one batch, 4 shards): the empty shards finish and the
+    merge counts the one that holds the images (the merge once failed on their missing records)."""
+    data = SOURCES["xml"](split)
+    cfg = WsolConfig(limit=2)
+    for index in (3, 1, 2, 0):
+        merged = run_wsol({"td": model}, data, tmp_path / "sharded", cfg, workers=0, progress=False,
+                          shard=(index, 4))
+    single = run_wsol({"td": model}, data, tmp_path / "one", cfg, workers=0, progress=False)
+    assert merged["shards"] == 4 and merged["images"] == 2 and merged["models"] == single["models"]
+
+
 def test_shards_merge_to_the_results_of_one_run(split, model, tmp_path, monkeypatch):
+    from tdviz.wsol.loader import ramp_batches
     from tdviz.wsol.shards import parse_shard, shard_from_env
 
     data = SOURCES["xml"](split)
@@ -173,7 +186,9 @@ def test_shards_merge_to_the_results_of_one_run(split, model, tmp_path, monkeypa
     out = tmp_path / "sharded"
     first = run_wsol({"td": model}, data, out, WsolConfig(batch_size=4, limit=21), workers=0, progress=False,
                      shard=(1, 3))
-    assert first["merged"] is False and first["images"] == 7 and not (out / "results.json").exists()
+    # shard 1 of 3 is every third batch of the unsharded run from the second: [1, 1, 2, 4, 4, 4, 4, 1]
+    assert [len(b) for b in ramp_batches(21, 4)] == [1, 1, 2, 4, 4, 4, 4, 1]
+    assert first["merged"] is False and first["images"] == 1 + 4 + 1 and not (out / "results.json").exists()
     monkeypatch.setenv("WORLD_SIZE", "3")  # the others as torchrun would start them
     for rank in ("2", "0"):
         monkeypatch.setenv("RANK", rank)

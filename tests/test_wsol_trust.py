@@ -113,6 +113,41 @@ def test_resume_refuses_other_weights_data_or_annotations(split, other_weights, 
     assert resumed["models"] == clean["models"] and resumed["images"] == 24
 
 
+def test_a_resumed_run_batches_every_image_as_an_uninterrupted_run(split, tmp_path):
+    """A model's floats can move in the last bits with the batch an image runs in (PxAP then
+    differed in the 8th digit after an interrupted `tdviz wsol`), so a resumed run keeps the
+    uninterrupted run's batches, and shards are whole batches of it: the stopped and the resumed
+    run's batches together are the clean run's, and the results are equal, PxAP included, resumed
+    or merged from shards."""
+    model = load_demo_model("demo_resnet_eca")
+    data = xml(split)
+    masked, _ = read_wsolevaluation(split / "wsol" / "mask", data_root=split)
+    by_id = {s.image_id: s for s in masked}
+    for s in data.samples:
+        s.mask_paths, s.ignore_path = by_id[s.image_id].mask_paths, by_id[s.image_id].ignore_path
+    cfg = WsolConfig(batch_size=8)
+    clean = WsolRun({"m": model}, data, tmp_path / "clean", cfg)
+    clean.run(workers=0, progress=False)
+    stopped = WsolRun({"m": model}, data, tmp_path / "run", cfg)
+    stopped.run(workers=0, progress=False, stop_after=2)
+    resumed = WsolRun({"m": model}, data, tmp_path / "run", cfg, resume=True)
+    resumed.run(workers=0, progress=False)
+
+    def sizes(run):
+        return [n for _, n in run.timeline]
+
+    assert sizes(stopped) + sizes(resumed) == sizes(clean) == [1, 2, 4, 8, 8, 1]
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert "pxap" in results["models"]["m"]["1"]
+    assert results == json.loads((tmp_path / "clean" / "results.json").read_text())
+    # shards are whole batches of the same plan: their merge equals the clean run to the last bit
+    for index in (1, 0):
+        merged = run_wsol({"m": model}, data, tmp_path / "sharded", cfg, workers=0, progress=False,
+                          shard=(index, 2))
+    assert merged["shards"] == 2
+    assert merged["models"] == results["models"]
+
+
 def test_a_finished_run_can_be_extended_to_a_larger_limit(split, tmp_path):
     model = load_demo_model("demo_resnet_tdjoint")
     data = xml(split)

@@ -76,12 +76,14 @@ def _gpu_ok(data: bytes | None) -> bool:
 
 
 def gpu_batches(samples: list[Sample], preprocs: dict[str, Preprocess], batch_size: int, device: torch.device,
-                threads: int = 8):
+                threads: int = 8, plan: list[list[int]] | None = None):
     """:class:`~tdviz.wsol.loader.Batch` es of ``samples``, decoded on ``device`` (a CUDA GPU), with
-    ``stacked`` already there. ``threads`` read files (and decode what nvJPEG does not take)."""
+    ``stacked`` already there, in the batches of ``plan`` (default:
+    :func:`~tdviz.wsol.loader.ramp_batches`). ``threads`` read files (and decode what nvJPEG does
+    not take)."""
     from torchvision.io import ImageReadMode, decode_jpeg
 
-    order = ramp_batches(len(samples), batch_size)
+    order = ramp_batches(len(samples), batch_size) if plan is None else plan
     with ThreadPoolExecutor(max(1, threads), thread_name_prefix="tdviz-read") as pool:
         reads = [pool.map(lambda i: _read(samples[i].path), idx) for idx in order[:2]]
         for b, idx in enumerate(order):

@@ -64,11 +64,11 @@ def run_wsol(models: dict[str, torch.nn.Module], dataset: Dataset, out_dir: str 
     ``resume=True`` continues the run in ``out_dir`` (refused when its models, weights, data or
     options differ; ``config.limit`` may grow); ``overwrite=True`` replaces a run there; neither:
     a folder holding a run is refused. ``shard=(i, n)`` (or torchrun's RANK / WORLD_SIZE when not
-    given) evaluates every n-th image from the i-th into ``out_dir/shard-i-of-n`` (each shard
+    given) evaluates every n-th batch from the i-th into ``out_dir/shard-i-of-n`` (each shard
     resumable on its own); the shard that finishes last merges all of them into ``out_dir`` (see
     :mod:`tdviz.wsol.shards`).
     """
-    from .shards import merge_shards, shard_dataset, shard_dir, shard_from_env
+    from .shards import merge_shards, shard_dir, shard_from_env
 
     if not dataset.samples:
         first = dataset.problems[0] if dataset.problems else "no record"
@@ -80,8 +80,8 @@ def run_wsol(models: dict[str, torch.nn.Module], dataset: Dataset, out_dir: str 
         run = WsolRun(models, dataset, out_dir, config, resume, save_maps, overwrite, identity)
         return run.run(workers, progress, box_workers=box_workers)
     index, count = shard
-    part = shard_dataset(dataset, index, count, config.limit)
-    run = WsolRun(models, part, shard_dir(out_dir, index, count), config, resume, save_maps, overwrite, identity)
+    run = WsolRun(models, dataset, shard_dir(out_dir, index, count), config, resume, save_maps, overwrite, identity,
+                  shard=(index, count))
     own = run.run(workers, progress, box_workers=box_workers)
     merged = merge_shards(out_dir, count)
     return merged if merged is not None else dict(own, shard=[index, count], merged=False)

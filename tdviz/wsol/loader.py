@@ -3,6 +3,7 @@ stacked in DataLoader workers. (:mod:`tdviz.wsol.decode` does the same on the GP
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import torch
@@ -12,7 +13,7 @@ from ..datasets import Sample
 from ..images import ImageError, Preprocess, read_image
 from ..processes import follow_parent
 
-__all__ = ["Batch", "cpu_batches", "ramp_batches", "size_note"]
+__all__ = ["Batch", "cpu_batches", "ramp_batches", "resume_plan", "shard_plan", "size_note"]
 
 
 @dataclass
@@ -77,8 +78,41 @@ def ramp_batches(n: int, batch_size: int) -> list[list[int]]:
     return batches
 
 
-def cpu_batches(samples: list[Sample], preprocs: dict[str, Preprocess], batch_size: int, workers: int):
-    """:class:`Batch` es of ``samples`` decoded by ``workers`` DataLoader processes (0: here)."""
-    return DataLoader(_Images(samples, preprocs), batch_sampler=ramp_batches(len(samples), batch_size),
+def shard_plan(samples: list[Sample], plan: list[list[int]], index: int, count: int
+               ) -> tuple[list[Sample], list[list[int]]]:
+    """Shard ``index`` of ``count`` of a run over ``samples`` in the batches of ``plan``: every
+    ``count``-th batch from the ``index``-th, as (its samples, its batches as indices into them).
+    Whole batches, so every image runs in the batch it runs in without shards, and a merge of the
+    shards equals one run to the last bit."""
+    mine = plan[index::count]
+    own = [samples[i] for batch in mine for i in batch]
+    starts = [0]
+    for batch in mine:
+        starts.append(starts[-1] + len(batch))
+    return own, [list(range(a, b)) for a, b in itertools.pairwise(starts)]
+
+
+def resume_plan(samples: list[Sample], plan: list[list[int]], done: set[str]
+                ) -> tuple[list[Sample], list[list[int]]]:
+    """The samples not done yet and their batches (indices into that list): ``plan`` (batches of
+    indices into ``samples``) less the done images. A run commits whole batches, so a resumed run
+    puts every remaining image in the batch an uninterrupted run puts it in; restarting the ramp
+    would regroup them, and a model's floats can move in the last bits with the batch it runs in."""
+    todo: list[Sample] = []
+    out: list[list[int]] = []
+    for batch in plan:
+        rest = [samples[i] for i in batch if samples[i].image_id not in done]
+        if rest:
+            out.append(list(range(len(todo), len(todo) + len(rest))))
+            todo += rest
+    return todo, out
+
+
+def cpu_batches(samples: list[Sample], preprocs: dict[str, Preprocess], batch_size: int, workers: int,
+                plan: list[list[int]] | None = None):
+    """:class:`Batch` es of ``samples`` decoded by ``workers`` DataLoader processes (0: here), in
+    the batches of ``plan`` (default: :func:`ramp_batches`)."""
+    plan = ramp_batches(len(samples), batch_size) if plan is None else plan
+    return DataLoader(_Images(samples, preprocs), batch_sampler=plan,
                       num_workers=workers, collate_fn=_collate, pin_memory=torch.cuda.is_available(),
                       prefetch_factor=4 if workers else None, worker_init_fn=follow_parent if workers else None)

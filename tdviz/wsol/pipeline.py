@@ -37,7 +37,7 @@ from .components import gradcam_rule_boxes, gradcam_rule_masks
 from .config import DECODERS, PRECISIONS, WsolConfig
 from .evidence import ImageEntry, ModelPart
 from .extract import Chunk, ChunkConfig, ChunkResult, extract_chunk, init_worker
-from .loader import Batch, cpu_batches
+from .loader import Batch, cpu_batches, ramp_batches, resume_plan, shard_plan
 from .metrics import make_metrics
 from .results import add_rows, results_of, write_results
 from .runstate import OutputLock, RunIdentity, RunProgress, append_text, run_identity
@@ -98,7 +98,8 @@ class WsolRun:
 
     def __init__(self, models: dict[str, torch.nn.Module], dataset: Dataset, out_dir: str | Path,
                  config: WsolConfig, resume: bool = False, save_maps: str | Path | None = None,
-                 overwrite: bool = False, identity: RunIdentity | None = None):
+                 overwrite: bool = False, identity: RunIdentity | None = None,
+                 shard: tuple[int, int] | None = None):
         if not models:
             raise TdvizError("No model to evaluate: pass at least one --model.")
         if config.decode not in DECODERS or config.precision not in PRECISIONS:
@@ -111,10 +112,17 @@ class WsolRun:
         if self.out.exists() and not self.out.is_dir():
             raise TdvizError(f"--out {str(self.out)!r} is an existing file: pass a folder for the run's results.")
         self.save_maps = Path(save_maps) if save_maps else None
-        self.samples, self._unfit = self._fitting(dataset.samples[: config.limit] if config.limit else dataset.samples)
-        self.has_masks = any(s.mask_paths for s in self.samples)
+        fit, unfit = self._fitting(dataset.samples[: config.limit] if config.limit else dataset.samples)
+        self.has_masks = any(s.mask_paths for s in fit)  # of all images, so that every shard measures alike
         # without a GT box anywhere the cam protocol measures classification only: no maps needed
-        self.has_boxes = any(len(s.boxes) for s in self.samples)
+        self.has_boxes = any(len(s.boxes) for s in fit)
+        self.samples, self.plan = fit, ramp_batches(len(fit), config.batch_size)
+        self.problems = list(dataset.problems)
+        if shard is not None:
+            self.samples, self.plan = shard_plan(fit, self.plan, *shard)
+            if shard[0]:  # the data's problems and the images no model can score: reported by shard 0
+                self.problems, unfit = [], []
+        self._unfit = unfit
         self.device = next(next(iter(models.values())).parameters()).device
         self.progress = RunProgress(self.out, identity or run_identity(models, dataset, config),
                                     config.to_dict(self.device.type))
@@ -164,7 +172,7 @@ class WsolRun:
         """
         self.out.mkdir(parents=True, exist_ok=True)
         with OutputLock(self.out):
-            self.progress.start(self._resume, self._overwrite, self._fresh_meters(), self.dataset.problems,
+            self.progress.start(self._resume, self._overwrite, self._fresh_meters(), self.problems,
                                 self._unfit, self.cfg.limit, {s.image_id for s in self.samples})
             self.pool = box_pool(box_workers) if box_workers > 0 else None
             self.box_workers = box_workers
@@ -189,16 +197,16 @@ class WsolRun:
                 preprocs[f"wsol:{name}"] = Preprocess.for_model(model, size=WSOL_SIZE, crop="resize")
         return preprocs
 
-    def _batches(self, todo: list[Sample], preprocs, workers: int):
+    def _batches(self, todo: list[Sample], plan: list[list[int]], preprocs, workers: int):
         if self.cfg.decoder(self.device.type) == "gpu":  # on a CPU device: torchvision's decoder there
             from .decode import gpu_batches
 
-            return gpu_batches(todo, preprocs, self.cfg.batch_size, self.device, threads=max(workers, 2))
-        return cpu_batches(todo, preprocs, self.cfg.batch_size, workers)
+            return gpu_batches(todo, preprocs, self.cfg.batch_size, self.device, threads=max(workers, 2), plan=plan)
+        return cpu_batches(todo, preprocs, self.cfg.batch_size, workers, plan=plan)
 
     def _run(self, workers: int, progress: bool, stop_after: int | None) -> dict:
         preprocs = self._preprocs()
-        todo = [s for s in self.samples if s.image_id not in self.progress.done]
+        todo, plan = resume_plan(self.samples, self.plan, self.progress.done)
         batches = 0
         pending: deque = deque()
         staged = None  # the batch whose device work is queued and whose copies to the host wait
@@ -206,7 +214,7 @@ class WsolRun:
             # a batch's results are copied to the host only once the next batch's device work is
             # queued behind it, so the device keeps working while this process decodes and
             # launches (the copies wait for the device)
-            for batch in self._batches(todo, preprocs, workers):
+            for batch in self._batches(todo, plan, preprocs, workers):
                 queued = self._queue(todo, batch, preprocs)
                 if staged is not None:
                     pending.append(self._launch(todo, *staged))

@@ -195,7 +195,7 @@ def run_identity(models: dict, dataset, config) -> RunIdentity:
     return RunIdentity(info, annotations, images, options)
 
 
-STATE_VERSION = 3
+STATE_VERSION = 4  # 4: shards are whole batches (3: every n-th image), resumes keep the batches
 
 
 class RunProgress:

@@ -1,10 +1,12 @@
 """One `tdviz wsol` run over several GPUs or machines: shards that merge themselves.
 
-Shard ``i`` of ``n`` evaluates images ``i, i + n, i + 2n, ...`` (after ``--limit``) into
-``OUT/shard-i-of-n/`` with its own records, state and resume; no process talks to another. When
-a shard finishes it looks at the others, and the last one to finish adds their meters
+Shard ``i`` of ``n`` evaluates the batches ``i, i + n, i + 2n, ...`` of the run without shards
+(after ``--limit``; :func:`tdviz.wsol.loader.shard_plan`) into ``OUT/shard-i-of-n/`` with its own
+records, state and resume; no process talks to another. Whole batches, because a model's floats
+can move in the last bits with the batch an image runs in. When a shard finishes it looks at the
+others, and the last one to finish adds their meters
 (:meth:`~tdviz.wsol.metrics.CamProtocolMeter.merge` and friends: integer counts, so the merged
-numbers equal one run's exactly) and writes ``OUT/results.json``, ``results.csv`` and
+numbers equal one run's exactly, on the same kind of device) and writes ``OUT/results.json``, ``results.csv`` and
 ``records.jsonl`` (the shards' records one shard after the other). Shards must share one run
 identity (:mod:`tdviz.wsol.runstate`); a shard killed midway resumes on its own with ``--resume``.
 
@@ -16,13 +18,11 @@ i/n`` on each machine, with a shared ``--out``.
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 from pathlib import Path
 
-from ..datasets import Dataset
 from ..errors import TdvizError
 
-__all__ = ["merge_shards", "parse_shard", "shard_dataset", "shard_dir", "shard_from_env"]
+__all__ = ["merge_shards", "parse_shard", "shard_dir", "shard_from_env"]
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -47,13 +47,6 @@ def shard_from_env() -> tuple[int, int] | None:
 def shard_dir(out: str | Path, index: int, count: int) -> Path:
     """Where shard ``index`` of ``count`` keeps its files."""
     return Path(out) / f"shard-{index}-of-{count}"
-
-
-def shard_dataset(dataset: Dataset, index: int, count: int, limit: int | None = None) -> Dataset:
-    """Every ``count``-th sample from ``index`` (of the first ``limit``); the dataset's problems go
-    to shard 0 only, so that merged results list each once."""
-    samples = dataset.samples[:limit] if limit else dataset.samples
-    return replace(dataset, samples=samples[index::count], problems=dataset.problems if index == 0 else [])
 
 
 def merge_shards(out: str | Path, count: int) -> dict | None:
@@ -88,8 +81,9 @@ def merge_shards(out: str | Path, count: int) -> dict | None:
         results = results_of(meters, sum(int(s["images"]) for s in states), problems, first["config"])
         tmp = out / "records.jsonl.tmp"
         with tmp.open("w") as fh:
-            for d in dirs:
-                fh.write((d / "records.jsonl").read_text())
+            for d, state in zip(dirs, states):
+                if int(state["images"]) or (d / "records.jsonl").exists():  # a shard with no image has none
+                    fh.write((d / "records.jsonl").read_text())
         os.replace(tmp, out / "records.jsonl")
         write_results(out, results)
     return dict(results, shards=count)
