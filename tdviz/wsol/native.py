@@ -1,4 +1,5 @@
-"""wsolevaluation's boxes at every threshold from component trees, in C (``thresholds.c``).
+"""wsolevaluation's boxes at every threshold from component trees, in C (``thresholds.c``, with
+the trees in ``component_trees.h``).
 
 The C file is compiled on first use with the system's C compiler (``$CC``, else ``cc``) into
 tdviz's cache (``$TDVIZ_CACHE/native`` or ``~/.cache/tdviz/native``; a library already there is
@@ -30,6 +31,7 @@ import numpy as np
 __all__ = ["available", "best_ious"]
 
 SOURCE = Path(__file__).with_name("thresholds.c")
+HEADER = SOURCE.with_name("component_trees.h")  # included by SOURCE
 #: no floating-point contraction: the IoUs must round exactly as numpy's do
 FLAGS = ["-O3", "-std=c99", "-ffp-contract=off", "-fno-fast-math", "-shared", "-fPIC"]
 
@@ -47,7 +49,7 @@ def _compile() -> tuple[ctypes.CDLL | None, str]:
     if os.environ.get("TDVIZ_NATIVE", "1") == "0":
         return None, "turned off by TDVIZ_NATIVE=0"
     # plain C called through ctypes: the library depends on the source and flags, not on Python
-    tag = hashlib.sha256(SOURCE.read_bytes() + " ".join(FLAGS).encode()).hexdigest()[:16]
+    tag = hashlib.sha256(SOURCE.read_bytes() + HEADER.read_bytes() + " ".join(FLAGS).encode()).hexdigest()[:16]
     target = _cache_dir() / f"thresholds-{tag}-{platform.machine()}.so"
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if not target.is_file() and not compiler:
@@ -57,7 +59,8 @@ def _compile() -> tuple[ctypes.CDLL | None, str]:
             target.parent.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
                 out = Path(tmp) / target.name
-                res = subprocess.run([compiler, *FLAGS, "-o", str(out), str(SOURCE)], capture_output=True, text=True,
+                res = subprocess.run([compiler, *FLAGS, "-I", str(SOURCE.parent), "-o", str(out), str(SOURCE)],
+                                     capture_output=True, text=True,
                                      timeout=120, check=False)
                 if res.returncode != 0:
                     return None, f"{compiler} could not build {SOURCE.name}: {res.stderr.strip()[:200]}"
