@@ -99,6 +99,24 @@ static void flood_free(Flood *f) {
     free(f->next); free(f->edge); free(f->seen); free(f->vp); free(f->xs); free(f->ys); free(f->stack);
 }
 
+/* Copy v into the padded image and mark the one-pixel frame seen, and (with a domain) every pixel
+ * outside the domain; the other pixels start unseen. */
+static void flood_load(Flood *f, const uint8_t *v, const uint8_t *domain) {
+    const int H = f->H, W = f->W, WP = f->WP;
+    memset(f->seen, 1, (size_t)WP);
+    memset(f->seen + (size_t)(H + 1) * WP, 1, (size_t)WP);
+    for (int y = 0; y < H; y++) {
+        uint8_t *row = f->seen + (size_t)(y + 1) * WP;
+        row[0] = row[W + 1] = 1;
+        if (domain) {
+            for (int x = 0; x < W; x++) row[x + 1] = !domain[y * W + x];
+        } else {
+            memset(row + 1, 0, (size_t)W);
+        }
+        memcpy(f->vp + (size_t)(y + 1) * WP + 1, v + (size_t)y * W, (size_t)W);
+    }
+}
+
 /* The min-tree of v (components of {v <= t}, 4- or 8-connected) as a list of nodes; own[p] (or
  * nothing) is summed into each node's count. With a domain, only the pixels where domain[p] is
  * set take part (a forest: one tree per connected part) and each node's count is the lowest
@@ -114,18 +132,7 @@ static int min_tree(const uint8_t *v, const int32_t *own, int conn8, Flood *f, N
     int32_t *next = f->next;
     int32_t head[256];
     for (int k = 0; k < 256; k++) head[k] = -1;
-    memset(seen, 1, (size_t)WP);
-    memset(seen + (size_t)(H + 1) * WP, 1, (size_t)WP);
-    for (int y = 0; y < H; y++) {
-        uint8_t *row = seen + (size_t)(y + 1) * WP;
-        row[0] = row[W + 1] = 1;
-        if (domain) {
-            for (int x = 0; x < W; x++) row[x + 1] = !domain[y * W + x];
-        } else {
-            memset(row + 1, 0, (size_t)W);
-        }
-        memcpy(vp + (size_t)(y + 1) * WP + 1, v + (size_t)y * W, (size_t)W);
-    }
+    flood_load(f, v, domain);
     memset(edge, 0, (size_t)(H + 2) * WP);
     int n_out = 0, top = 1, low = 256;
     Comp *stack = f->stack;
@@ -216,14 +223,7 @@ static int fill_holes(const uint8_t *q, Flood *f, uint8_t *s) {
     int32_t head[256];
     int changed = 0;
     for (int k = 0; k < 256; k++) head[k] = -1;
-    memset(seen, 1, (size_t)WP);
-    memset(seen + (size_t)(H + 1) * WP, 1, (size_t)WP);
-    for (int y = 0; y < H; y++) {
-        uint8_t *row = seen + (size_t)(y + 1) * WP;
-        row[0] = row[W + 1] = 1;
-        memset(row + 1, 0, (size_t)W);
-        memcpy(vp + (size_t)(y + 1) * WP + 1, q + (size_t)y * W, (size_t)W);
-    }
+    flood_load(f, q, NULL);
 #define PUSH(P, L) do { next[P] = head[L]; head[L] = (P); } while (0)
     for (int y = 0; y < H; y++) {
         const int step = (y == 0 || y == H - 1) ? 1 : W - 1;
