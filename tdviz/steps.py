@@ -81,14 +81,14 @@ def _resolve_layers(model: nn.Module, layers: Iterable[str]) -> dict[str, nn.Mod
 
 @contextlib.contextmanager
 def _eval_mode(model: nn.Module):
-    flags = [(m, True) for m in model.modules() if m.training]  # usually none: nothing to switch
-    for m, _ in flags:
+    training = [m for m in model.modules() if m.training]  # usually none: nothing to switch
+    for m in training:
         m.training = False
     try:
         yield
     finally:
-        for m, flag in flags:
-            m.training = flag
+        for m in training:
+            m.training = True
 
 
 @contextlib.contextmanager

@@ -26,6 +26,14 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture(scope="session")
+def test_set():
+    """Fashion-MNIST's test items as the demo generators draw them (images, labels), loaded once."""
+    from tdviz.demo.fashion import load_fashion
+
+    return load_fashion("test")
+
+
 def load_layout(path):
     return json.loads(Path(path).read_text())
 

@@ -37,11 +37,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:Depreca
 
 
 @pytest.fixture(scope="module")
-def test_set():
-    return load_fashion("test")
-
-
-@pytest.fixture(scope="module")
 def one_obj():
     return generate_split("val", N, SEED, version=1)
 

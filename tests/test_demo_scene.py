@@ -10,17 +10,11 @@ import numpy as np
 import pytest
 
 from tdviz.demo import CanvasDataset, generate_split, make_demo_split, split_dir_name
-from tdviz.demo.fashion import load_fashion
 from tdviz.demo.generators import DEFAULT_VERSION, check_version, render_sample
 from tdviz.demo.scene import MASK_THRESHOLD, render, warp_item
 
 N = 40
 SEED = 3
-
-
-@pytest.fixture(scope="module")
-def test_set():
-    return load_fashion("test")
 
 
 @pytest.fixture(scope="module")
