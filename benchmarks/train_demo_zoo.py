@@ -12,7 +12,11 @@ Recipe (the same for every model and seed):
   ``--low-res`` px (the 224 px canvas resized with antialiasing on the GPU), the rest at 224;
 * AdamW, lr 2e-3 for batch 512 with linear warm-up and cosine decay, weight decay 0.05 on
   weights (none on biases and norms), label smoothing 0.1, bf16 autocast, channels-last;
-* initial weights from ``seed + crc32(name)``.
+* initial weights from ``seed + crc32(name)``;
+* ``--ema D``: an exponential moving average of the weights and buffers (decay D per step,
+  :class:`torch.optim.swa_utils.AveragedModel`) is kept, evaluated and shipped; ``--eval-every N``
+  logs top-1 of the raw weights (and the average) on the first ``--val-during`` validation canvases
+  every N draws, so a run's learning curve is in its log.
 
 ``--deadline S`` stops a call after S seconds and keeps the whole state in ``<out>/train_state.pt``;
 the same command with ``--resume`` continues it exactly (the pool is re-rendered from the same
@@ -39,6 +43,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset
 
 import tdviz
@@ -97,15 +102,26 @@ def lr_at(step: int, total: int, base: float, warmup: int) -> float:
     return 0.5 * base * (1 + math.cos(math.pi * (step - warmup) / max(total - warmup, 1)))
 
 
+def render_val(n: int, workers: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``n`` validation canvases and labels, rendered once, kept on ``device`` as uint8."""
+    loader = DataLoader(Canvases("val", n, 0), batch_size=250, num_workers=workers, worker_init_fn=_worker_init)
+    images, labels = zip(*loader)
+    return torch.cat(images).to(device), torch.cat(labels).to(device)
+
+
 @torch.no_grad()
-def evaluate(models: dict, loader, device) -> dict:
-    """Top-1 (%) per step and for the most-confident-step rule, on the validation loader."""
-    correct = {n: None for n in models}
-    correct_mc = {n: 0 for n in models}
+def evaluate(models: dict, val: tuple[torch.Tensor, torch.Tensor], n: int | None = None) -> dict:
+    """Top-1 (%) per step and for the most-confident-step rule on the first ``n`` validation canvases
+    (all by default); the models are left in eval mode."""
+    correct = {k: None for k in models}
+    correct_mc = {k: 0 for k in models}
     total = 0
-    for images, labels in loader:
-        x = normalize(images.to(device), 224)
-        y = labels.to(device)
+    for m in models.values():
+        m.eval()
+    images_all, labels_all = val[0][:n], val[1][:n]
+    for i in range(0, len(labels_all), 250):
+        x = normalize(images_all[i:i + 250], 224)
+        y = labels_all[i:i + 250]
         total += len(y)
         for key, model in models.items():
             out = tdviz.run_steps(model, x)
@@ -130,20 +146,22 @@ def save_weights(model: torch.nn.Module, path: Path) -> None:
 _PER_CALL = ("deadline", "resume", "export", "workers", "out", "fashion_dir")
 
 
-def save_state(path: Path, config: dict, step: int, wall: float, runs, opts, gens, losses) -> None:
+def save_state(path: Path, config: dict, step: int, wall: float, runs, opts, gens, losses, emas) -> None:
     """Everything a later ``--resume`` needs (tensors and plain values only: loadable with weights_only)."""
     state = {"config": json.dumps({k: v for k, v in config.items() if k not in _PER_CALL}), "step": step,
              "wall": wall, "runs": {}}
     for (name, seed), model in runs.items():
         state["runs"][f"{name}|{seed}"] = {"model": model.state_dict(), "opt": opts[(name, seed)].state_dict(),
                                            "losses": [float(x) for x in losses[(name, seed)]]}
+        if emas:
+            state["runs"][f"{name}|{seed}"]["ema"] = emas[(name, seed)].state_dict()
     state["gens"] = {str(s): g.get_state() for s, g in gens.items()}
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     tmp.replace(path)  # a run killed while saving keeps its previous state
 
 
-def restore(path: Path, config: dict, runs, opts, gens, losses, device) -> tuple[int, float]:
+def restore(path: Path, config: dict, runs, opts, gens, losses, device, emas) -> tuple[int, float]:
     """Load a stopped run's state into the freshly built runs; the step to continue from and the wall time so far."""
     if not path.is_file():
         raise SystemExit(f"error: {path} does not exist: there is no stopped run to resume in this --out.")
@@ -157,6 +175,8 @@ def restore(path: Path, config: dict, runs, opts, gens, losses, device) -> tuple
         model.load_state_dict(saved["model"])
         opts[(name, seed)].load_state_dict(saved["opt"])
         losses[(name, seed)].extend(torch.tensor(x, device=device) for x in saved["losses"])
+        if emas:
+            emas[(name, seed)].load_state_dict(saved["ema"])
     for s, g in gens.items():
         g.set_state(state["gens"][str(s)].cpu())
     return int(state["step"]), float(state["wall"])
@@ -176,6 +196,11 @@ def main() -> None:
     p.add_argument("--pool", type=int, default=16, help="batches kept on the GPU to draw from")
     p.add_argument("--data-seed", type=int, default=0)
     p.add_argument("--val", type=int, default=5000)
+    p.add_argument("--ema", type=float, default=0.0,
+                   help="keep an exponential moving average of the weights with this decay and ship it (0: off)")
+    p.add_argument("--eval-every", type=int, default=0,
+                   help="log top-1 on the first --val-during validation canvases every this many draws (0: never)")
+    p.add_argument("--val-during", type=int, default=1000)
     p.add_argument("--workers", type=int, default=15)
     p.add_argument("--fashion-dir", default=None)
     p.add_argument("--deadline", type=float, default=None,
@@ -200,12 +225,14 @@ def main() -> None:
         raise SystemExit(f"error: {exc}") from None
     runs = {(n, s): build(n, s, device) for s in args.seeds for n in args.models}
     opts = {k: torch.optim.AdamW(param_groups(m, args.wd), lr=args.lr) for k, m in runs.items()}
+    emas = {k: AveragedModel(m, multi_avg_fn=get_ema_multi_avg_fn(args.ema), use_buffers=True)
+            for k, m in runs.items()} if args.ema else {}
     gens = {s: torch.Generator(device=device).manual_seed(1000 + s) for s in args.seeds}
     losses: dict = {k: [] for k in runs}
     first, wall_before = 0, 0.0
     state_path = out / "train_state.pt"
     if args.resume:
-        first, wall_before = restore(state_path, config, runs, opts, gens, losses, device)
+        first, wall_before = restore(state_path, config, runs, opts, gens, losses, device, emas)
     # one log per run, open for the whole training loop and closed after the evaluation
     logs = {k: open(out / "logs" / f"{k[0]}_seed{k[1]}.log", "a" if args.resume else "w",  # noqa: SIM115
                     encoding="utf-8") for k in runs}
@@ -213,6 +240,7 @@ def main() -> None:
         fh.write(f"resumed at step {first}\n" if args.resume else
                  f"run {k[0]} seed {k[1]}\nconfig {json.dumps(config)}\n")
     steps = args.samples // args.batch
+    val = render_val(args.val, args.workers, device)
     pool_x = torch.empty((args.pool * args.batch, 224, 224, 3), dtype=torch.uint8, device=device)
     pool_y = torch.empty((args.pool * args.batch,), dtype=torch.long, device=device)
 
@@ -267,7 +295,15 @@ def main() -> None:
                 opts[key].zero_grad(set_to_none=True)
                 loss.backward()
                 opts[key].step()
+                if emas:
+                    emas[key].update_parameters(model)
                 losses[key].append(loss.detach())
+        if args.eval_every and ((step + 1) * args.batch) // args.eval_every > (step * args.batch) // args.eval_every:
+            during = evaluate(runs, val, args.val_during)
+            during_ema = evaluate({k: e.module for k, e in emas.items()}, val, args.val_during) if emas else {}
+            for key in runs:
+                line = f"eval_at draws {(step + 1) * args.batch} top1 {during[key]['top1_per_step']}"
+                logs[key].write(line + (f" ema {during_ema[key]['top1_per_step']}\n" if emas else "\n"))
         if step % 25 == 24 or step == steps - 1:
             for key in runs:
                 recent = torch.stack(losses[key][-25:]).float().mean().item()
@@ -285,7 +321,7 @@ def main() -> None:
     train_wall = wall_before + time.time() - start
     signal.signal(signal.SIGINT, previous_handler)
     if stopped < steps:
-        save_state(state_path, config, stopped, train_wall, runs, opts, gens, losses)
+        save_state(state_path, config, stopped, train_wall, runs, opts, gens, losses, emas)
         why = "interrupted" if interrupted else "deadline"
         for fh in logs.values():
             fh.write(f"stopped at step {stopped} ({why})\n")
@@ -296,19 +332,22 @@ def main() -> None:
             raise SystemExit(130)
         return
 
+    raw = evaluate(runs, val) if emas else {}
     for key, m in runs.items():
+        if emas:  # what ships is the average
+            m.load_state_dict(emas[key].module.state_dict())
         save_weights(m, out / "weights" / f"{key[0]}_seed{key[1]}.safetensors")
         # evaluate exactly what ships: weights rounded to fp16
         m.load_state_dict({k: v.half().float() if v.is_floating_point() else v for k, v in m.state_dict().items()})
         m.eval()
-    val = DataLoader(Canvases("val", args.val, 0), batch_size=250, num_workers=args.workers,
-                     worker_init_fn=_worker_init)
-    results = evaluate(runs, val, device)
+    results = evaluate(runs, val)
     table = {}
     for key, r in results.items():
         r.update(train_wall_seconds_all_runs=round(train_wall, 1),
                  waited_for_data_seconds=round(wait, 1), params=tdviz.count_parameters(runs[key]),
                  final_loss=round(torch.stack(losses[key][-25:]).float().mean().item(), 4))
+        if emas:
+            r.update(ema=args.ema, top1_per_step_without_ema=raw[key]["top1_per_step"])
         logs[key].write("eval " + json.dumps(r) + "\n")
         logs[key].close()
         table[f"{key[0]}_seed{key[1]}"] = r

@@ -13,7 +13,8 @@ from tdviz.demo.fashion import PACKAGED_DIR
 
 def _train(monkeypatch, out, fashion, *extra):
     argv = ["train_demo_zoo.py", "--models", "demo_resnet", "--seeds", "0", "--samples", "16", "--batch", "4",
-            "--pool", "2", "--warmup", "1", "--val", "4", "--workers", "0", "--fashion-dir", str(fashion),
+            "--pool", "2", "--warmup", "1", "--val", "4", "--workers", "0", "--ema", "0.9", "--eval-every", "8",
+            "--val-during", "4", "--fashion-dir", str(fashion),
             "--out", str(out), *extra]
     monkeypatch.setattr(sys, "argv", argv)
     train_demo_zoo.main()
@@ -37,7 +38,7 @@ def test_stopped_and_resumed_training_equals_one_run(tmp_path, monkeypatch, caps
     assert (tmp_path / "shipped" / "demo_resnet.safetensors").is_file()
     assert not (tmp_path / "split" / "train_state.pt").exists()
     log = (tmp_path / "split" / "logs" / "demo_resnet_seed0.log").read_text()
-    assert "stopped at step 1" in log and "resumed at step 1" in log and "eval " in log
+    assert "stopped at step 1" in log and "resumed at step 1" in log and "eval " in log and "eval_at draws 8" in log
 
     real_lr_at = train_demo_zoo.lr_at
 
