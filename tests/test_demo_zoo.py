@@ -42,3 +42,21 @@ def test_demo_command_bad_model_is_one_clear_line(tmp_path):
     res = _tdviz("demo", "--images", "20", "--model", "demo_resnet_xx")
     assert res.returncode == 1
     assert "demo_resnet_xx is not a demo model" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_load_demo_model_from_a_trained_runs_file(tmp_path):
+    import shutil
+
+    import pytest
+    import torch
+
+    from tdviz.errors import TdvizError
+    from tdviz.models.demo_zoo import demo_weights_path, load_demo_model
+
+    seed_file = tmp_path / "demo_resnet_tdtop_seed0.safetensors"  # what train_demo_zoo.py writes per run
+    shutil.copy(demo_weights_path("demo_resnet_tdtop"), seed_file)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(load_demo_model("demo_resnet_tdtop", path=seed_file)(x), load_demo_model("demo_resnet_tdtop")(x))
+    with pytest.raises(TdvizError, match="does not exist"):
+        load_demo_model("demo_resnet_tdtop", path=tmp_path / "missing.safetensors")

@@ -48,15 +48,19 @@ def demo_weights_path(name: str) -> Path:
     return WEIGHTS_DIR / f"{name}.safetensors"
 
 
-def load_demo_model(name: str, device: str | torch.device = "cpu") -> torch.nn.Module:
-    """A demo-zoo model with its shipped weights, in eval mode (fp32)."""
+def load_demo_model(name: str, device: str | torch.device = "cpu", path: str | Path | None = None) -> torch.nn.Module:
+    """A demo-zoo model with its shipped weights (or those of ``path``, e.g. a seed that
+    ``benchmarks/train_demo_zoo.py`` wrote), in eval mode (fp32)."""
     from ..checkpoints import read_state_dict
 
     if name not in DEMO_MODELS:
         raise TdvizError(f"{name!r} is not a demo model; demo models are {', '.join(DEMO_MODELS)}.")
-    path = demo_weights_path(name)
-    if not path.is_file():
-        raise TdvizError(f"The shipped weights of {name} are missing ({path}): reinstall tdviz.")
+    if path is None:
+        path = demo_weights_path(name)
+        if not path.is_file():
+            raise TdvizError(f"The shipped weights of {name} are missing ({path}): reinstall tdviz.")
+    elif not Path(path).is_file():
+        raise TdvizError(f"{path} does not exist: give the weights file of a {name} run.")
     from ..checkpoints import check_values
 
     model = create_model(name)
