@@ -1,6 +1,6 @@
 """Mean +- sd over seeds of the demo zoo's measurements, as Markdown tables for the README.
 
-    python benchmarks/zoo_seed_tables.py --train benchmarks/results/train_demo_zoo_v2/results.json \
+    python benchmarks/zoo_seed_tables.py --train benchmarks/results/train_demo_zoo_v3/results.json \
         --wsol W.json --cross C.json --shift S.json --selectivity L.json > tables.md
 
 Every input holds one entry per run named ``<model>_seed<k>`` (what ``train_demo_zoo.py`` and
