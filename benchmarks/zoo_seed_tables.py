@@ -66,15 +66,21 @@ def wsol(res: dict, title: str) -> str:
 
 
 def cross(res: dict, train: dict) -> str:
-    own = by_model(train["results"])
+    """Own-split top-1 against the renderer's, the gap taken run by run (the same ``<model>_seed<k>``)."""
+    own = train["results"]
+    missing = sorted(set(res["models"]) - set(own))
+    if missing:
+        raise SystemExit(f"error: --cross has runs that --train lacks ({', '.join(missing)}); give the same runs' files.")
+    n_own = next(iter(own.values()))["val_images"]
     rows = []
-    for model, runs in by_model(res["models"]).items():
+    for model, keys in by_model({k: k for k in res["models"]}).items():
+        runs = [res["models"][k] for k in keys]
         last = str(max(int(k) for k in runs[0] if k != "mc"))
         other = [r[last]["top1_cls"] for r in runs]
-        mine = [r["top1_per_step"][-1] for r in own[model]]
+        mine = [own[k]["top1_per_step"][-1] for k in keys]
         rows.append([model, ms(mine), ms(other), ms([a - b for a, b in zip(mine, other)]),
                      ms([r[last]["gt_known_loc"] for r in runs])])
-    return f"Own split (5000) against the test-only renderer ({res['images']} images), last step\n\n" + table(
+    return f"Own split ({n_own}) against the test-only renderer ({res['images']} images), last step\n\n" + table(
         ["model", "own top-1", "renderer top-1", "gap", "renderer GT-known loc"], rows)
 
 

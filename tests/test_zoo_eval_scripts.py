@@ -1,0 +1,58 @@
+"""The zoo's seed measurements, end to end on real weights and canvases: every run of a weights
+folder measured by benchmarks/eval_demo_zoo_seeds.py, then read by zoo_seed_tables.py."""
+import json
+import shutil
+import sys
+
+import pytest
+
+from benchmarks import eval_demo_zoo_seeds, zoo_seed_tables
+from tdviz.models.demo_zoo import demo_weights_path
+
+
+def _weights(folder, runs):
+    folder.mkdir()
+    for model, seed in runs:
+        shutil.copy(demo_weights_path(model), folder / f"{model}_seed{seed}.safetensors")
+
+
+def test_every_run_measured_and_tabled(tmp_path, monkeypatch, capsys):
+    runs = [("demo_resnet", 0), ("demo_resnet", 1), ("demo_resnet_tdtop", 0)]
+    _weights(tmp_path / "w", runs)
+    out = tmp_path / "eval"
+    monkeypatch.setattr(sys, "argv", ["eval_demo_zoo_seeds.py", "--weights", str(tmp_path / "w"), "--workers", "0",
+                                      "--wsol-images", "12", "--cross-images", "10", "--shift-images", "4",
+                                      "--selectivity-images", "10", "--out", str(out)])
+    eval_demo_zoo_seeds.main()
+    names = {f"{m}_seed{s}" for m, s in runs}
+    wsol = json.loads((out / "wsol.json").read_text())
+    cross = json.loads((out / "cross.json").read_text())
+    shift = json.loads((out / "shift.json").read_text())
+    sel = json.loads((out / "selectivity.json").read_text())
+    assert set(wsol["models"]) == set(cross["models"]) == set(shift["models"]) == names
+    assert wsol["images"] == 12 and cross["images"] == 10
+    assert set(wsol["models"]["demo_resnet_tdtop_seed0"]) == {"1", "2", "mc"}
+    assert "pxap" in wsol["models"]["demo_resnet_seed0"]["1"]  # both protocols measured
+    assert {k.split("|")[0] for k in sel} == names and "demo_resnet_tdtop_seed0|layer4.1|2" in sel
+    # same-weights seeds give the same numbers: the sd over them is 0
+    assert wsol["models"]["demo_resnet_seed0"] == wsol["models"]["demo_resnet_seed1"]
+
+    train = {"results": {n: {"top1_per_step": [50.0] * (2 if "td" in n else 1), "top1_most_confident": 50.0,
+                             "val_images": 5000} for n in names}}
+    text = zoo_seed_tables.cross(cross, train)
+    other = cross["models"]["demo_resnet_seed0"]["1"]["top1_cls"]
+    assert f"| demo_resnet | 50.0 ± 0.0 | {zoo_seed_tables.ms([other, other])} |" in text
+    assert "demo_resnet_tdtop" in zoo_seed_tables.wsol(wsol, "WSOL")
+    assert "layer4.1" in zoo_seed_tables.selectivity(sel)
+    del train["results"]["demo_resnet_seed1"]
+    with pytest.raises(SystemExit, match="--train lacks"):
+        zoo_seed_tables.cross(cross, train)
+
+
+def test_a_misnamed_weights_file_is_one_clear_error(tmp_path):
+    _weights(tmp_path / "w", [("demo_resnet", 0)])
+    (tmp_path / "w" / "demo_resnet_seed0.safetensors").rename(tmp_path / "w" / "resnet_x_seed0.safetensors")
+    with pytest.raises(SystemExit, match="is not named <demo model>_seed<k>"):
+        eval_demo_zoo_seeds.load_runs(tmp_path / "w", "cpu")
+    with pytest.raises(SystemExit, match="holds no"):
+        eval_demo_zoo_seeds.load_runs(tmp_path, "cpu")
