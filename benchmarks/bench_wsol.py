@@ -183,10 +183,10 @@ def stages(models, dataset, cfg, args) -> dict:
 
     run = WsolRun(models, dataset, Path(tempfile.mkdtemp()), cfg)
     preprocs = run._preprocs()
-    samples = dataset.samples
+    samples = run.samples
     out = {}
     start = time.perf_counter()
-    batches = list(run._batches(samples, preprocs, args.workers))
+    batches = list(run._batches(samples, run.plan, preprocs, args.workers))
     _sync(args.device)
     out["decode_images_per_s"] = round(len(samples) / (time.perf_counter() - start), 1)
     batch = max(batches, key=lambda b: len(b.good))
