@@ -1,0 +1,20 @@
+"""benchmarks/bench_wsol.py runs end to end on the CPU (not a timing test: its numbers are not
+asserted, only that every stage it reports was measured)."""
+import json
+import sys
+
+from benchmarks import bench_wsol
+
+
+def test_bench_wsol_reports_every_stage(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "bench.json"
+    monkeypatch.setattr(sys, "argv", ["bench_wsol.py", "--model", "resnet18_tdjoint", "--images", "8", "--batch", "4",
+                                      "--workers", "0", "--kind", "noise", "--baseline-images", "0",
+                                      "--stage-repeats", "1", "--out", str(out)])
+    bench_wsol.main()
+    res = json.loads(out.read_text())
+    assert res["tdviz"]["images"] == 8 and res["tdviz"]["images_per_s"] > 0
+    assert set(res["stages"]) == {"decode_images_per_s", "models_maps_gpu_boxes_images_per_s",
+                                  "models_maps_cpu_masks_images_per_s", "boxes_from_gpu_boxes_images_per_s",
+                                  "boxes_from_masks_images_per_s"}
+    assert all(v > 0 for v in res["stages"].values())
