@@ -58,8 +58,9 @@ def test_tdviz_wsol_runs_on_it(tmp_path):
 
 def test_shipped_zoo_holds_up_on_the_independent_renderer(tmp_path):
     """The demo issue's bound: on the test-only renderer every shipped model's top-1 (last step) is
-    within 10 points of its top-1 on tdviz's own validation canvases (100 images each here, which
-    costs about 20 s on 2 cores; on 1 000 images the gaps are 0-3 points, README)."""
+    within 10 points of its top-1 on tdviz's own validation canvases (300 images each here: on 100
+    the sampling noise of a gap is ~6 points, so one model sat at exactly 10 while its 1 000-image
+    gap is 1; on 1 000 images the gaps are -1.3 to 2.2 points over the seeds, README)."""
     import torch
     from PIL import Image
 
@@ -68,7 +69,7 @@ def test_shipped_zoo_holds_up_on_the_independent_renderer(tmp_path):
     from tdviz.models.demo_zoo import DEMO_CLASSES, DEMO_MODELS, load_demo_model
     from tdviz.steps import run_steps
 
-    n = 100
+    n = 300
     own = generate_split("val", n, 0)
     coco = write_split(tmp_path / "ir", n)
     other = load_dataset(coco).samples
@@ -89,4 +90,4 @@ def test_shipped_zoo_holds_up_on_the_independent_renderer(tmp_path):
             gaps[name] = (round(top1[0], 1), round(top1[1], 1))
     print(gaps)
     assert all(abs(a - b) <= 10 for a, b in gaps.values()), gaps
-    assert all(a > 40 and b > 40 for a, b in gaps.values()), gaps  # chance is 10%
+    assert all(a > 50 and b > 50 for a, b in gaps.values()), gaps  # chance is 10%; zoo v3 is at 61-77
