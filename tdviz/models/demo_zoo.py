@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from ..errors import TdvizError
-from .attention import DERIVED_BUFFER
+from .attention import DERIVED_BUFFER  # noqa: F401 - re-exported: train_demo_zoo leaves it out of saved files
 from .record import ModelRecord
 from .registry import ModelSpec, create_model, register
 from .resnet import ResNet
@@ -51,7 +51,7 @@ def demo_weights_path(name: str) -> Path:
 def load_demo_model(name: str, device: str | torch.device = "cpu", path: str | Path | None = None) -> torch.nn.Module:
     """A demo-zoo model with its shipped weights (or those of ``path``, e.g. a seed that
     ``benchmarks/train_demo_zoo.py`` wrote), in eval mode (fp32)."""
-    from ..checkpoints import read_state_dict
+    from ..checkpoints import load_weights
 
     if name not in DEMO_MODELS:
         raise TdvizError(f"{name!r} is not a demo model; demo models are {', '.join(DEMO_MODELS)}.")
@@ -61,12 +61,6 @@ def load_demo_model(name: str, device: str | torch.device = "cpu", path: str | P
             raise TdvizError(f"The shipped weights of {name} are missing ({path}): reinstall tdviz.")
     elif not Path(path).is_file():
         raise TdvizError(f"{path} does not exist: give the weights file of a {name} run.")
-    from ..checkpoints import check_values
-
     model = create_model(name)
-    state, _ = read_state_dict(path)
-    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-    state.update({k: v for k, v in model.state_dict().items() if k.endswith(DERIVED_BUFFER)})
-    check_values(state, model.state_dict(), path)
-    model.load_state_dict(state, strict=True)
+    load_weights(model, path)  # fp16 values into the fp32 model; FCA's DCT filters come from the model
     return model.to(device).eval()
