@@ -56,3 +56,15 @@ def test_a_misnamed_weights_file_is_one_clear_error(tmp_path):
         eval_demo_zoo_seeds.load_runs(tmp_path / "w", "cpu")
     with pytest.raises(SystemExit, match="holds no"):
         eval_demo_zoo_seeds.load_runs(tmp_path, "cpu")
+
+
+def test_a_damaged_or_foreign_run_is_reported_and_left_out(tmp_path, capsys):
+    _weights(tmp_path / "w", [("demo_resnet", 0), ("demo_resnet_se", 0)])
+    whole = (tmp_path / "w" / "demo_resnet_se_seed0.safetensors").read_bytes()
+    (tmp_path / "w" / "demo_resnet_se_seed0.safetensors").write_bytes(whole[:1000])  # cut short
+    shutil.copy(demo_weights_path("demo_resnet_se"), tmp_path / "w" / "demo_resnet_eca_seed0.safetensors")
+    runs = eval_demo_zoo_seeds.load_runs(tmp_path / "w", "cpu")
+    assert list(runs) == ["demo_resnet_seed0"]
+    err = capsys.readouterr().err
+    assert "skipped demo_resnet_se_seed0.safetensors" in err and "skipped demo_resnet_eca_seed0.safetensors" in err
+    assert "try demo_resnet_se" in err  # the mismatch says what the file is
