@@ -193,6 +193,21 @@ def restore(path: Path, config: dict, runs, opts, gens, losses, device, emas) ->
     return int(state["step"]), float(state["wall"])
 
 
+def check_args(args, parser: argparse.ArgumentParser) -> None:
+    """One clear line for what cannot train: an unknown or repeated model or seed, too few draws."""
+    unknown = [m for m in args.models if m not in DEMO_MODELS]
+    if unknown:
+        parser.error(f"--models: not a demo model: {', '.join(unknown)}; choose from {', '.join(DEMO_MODELS)}")
+    for flag, values in (("--models", args.models), ("--seeds", args.seeds)):
+        if len(set(values)) != len(values) or not values:
+            parser.error(f"{flag} must name each entry once (got {' '.join(map(str, values)) or 'none'})")
+    for flag in ("batch", "pool", "val", "val_during", "workers"):
+        if getattr(args, flag) < (0 if flag == "workers" else 1):
+            parser.error(f"--{flag.replace('_', '-')} must be {'>= 0' if flag == 'workers' else 'positive'}")
+    if args.samples < args.batch:
+        parser.error(f"--samples {args.samples} is less than one --batch ({args.batch}): nothing would train")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description="Train the tdviz demo zoo (generator v2, several seeds).")
     p.add_argument("--models", nargs="*", default=list(DEMO_MODELS))
@@ -222,6 +237,7 @@ def main() -> None:
     p.add_argument("--export", default=None, help="also write the first seed's weights here under the model names")
     p.add_argument("--out", default="runs/zoo2")
     args = p.parse_args()
+    check_args(args, p)
     out = Path(args.out)
     (out / "weights").mkdir(parents=True, exist_ok=True)
     (out / "logs").mkdir(parents=True, exist_ok=True)

@@ -57,3 +57,15 @@ def test_stopped_and_resumed_training_equals_one_run(tmp_path, monkeypatch, caps
     assert all(a[k].equal(c[k]) for k in a)
     with pytest.raises(SystemExit, match="apt-get install dataset-fashion-mnist"):
         _train(monkeypatch, tmp_path / "nofashion", tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("extra, says", [(["--models", "demo_resnet", "demo_resnet"], "each entry once"),
+                                         (["--models", "resnet_bogus"], "not a demo model"),
+                                         (["--seeds", "1", "1"], "each entry once"),
+                                         (["--samples", "2", "--batch", "4"], "nothing would train")])
+def test_what_cannot_train_is_one_clear_line(tmp_path, monkeypatch, capsys, extra, says):
+    monkeypatch.setattr(sys, "argv", ["train_demo_zoo.py", "--out", str(tmp_path / "t"), *extra])
+    with pytest.raises(SystemExit) as stop:
+        train_demo_zoo.main()
+    assert stop.value.code == 2 and says in capsys.readouterr().err
+    assert not (tmp_path / "t").exists()  # refused before anything is written
