@@ -89,9 +89,12 @@ class GraphSteps:
         with torch.no_grad():  # undo the warm-up: the run goes on from where it was
             for k, v in model.state_dict().items():
                 v.copy_(saved_model[k])
-            for p, s in opt.state.items():
+            for p, s in opt.state.items():  # state made by the warm-up itself goes back to a fresh optimizer's
                 for k, v in s.items():
-                    v.copy_(saved_opt[p][k]) if p in saved_opt else v.zero_()
+                    if p in saved_opt:
+                        v.copy_(saved_opt[p][k])
+                    else:
+                        v.zero_()
         graph = torch.cuda.CUDAGraph()
         opt.zero_grad(set_to_none=True)
         with torch.cuda.graph(graph, capture_error_mode="thread_local"):  # the DataLoader pins memory meanwhile
