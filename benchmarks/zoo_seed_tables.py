@@ -112,7 +112,12 @@ def selectivity(res: dict) -> str:
 
 
 def _read(path: str) -> dict:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SystemExit(f"error: {path} cannot be read ({exc.strerror}); give the file that script wrote.") from None
+    except ValueError as exc:
+        raise SystemExit(f"error: {path} is not JSON ({exc}); give the file that script wrote.") from None
 
 
 def main() -> None:
@@ -123,16 +128,19 @@ def main() -> None:
     p.add_argument("--shift")
     p.add_argument("--selectivity")
     args = p.parse_args()
+    steps = [("--train", args.train, classification), ("--wsol", args.wsol,
+             lambda r: wsol(r, "WSOL on the own validation split, both protocols")),
+             ("--cross", args.cross, None), ("--shift", args.shift, shift), ("--selectivity", args.selectivity, selectivity)]
     train = _read(args.train)
-    parts = [classification(train)]
-    if args.wsol:
-        parts.append(wsol(_read(args.wsol), "WSOL on the own validation split, both protocols"))
-    if args.cross:
-        parts.append(cross(_read(args.cross), train))
-    if args.shift:
-        parts.append(shift(_read(args.shift)))
-    if args.selectivity:
-        parts.append(selectivity(_read(args.selectivity)))
+    parts = []
+    for flag, path, make in steps:
+        if path is None:
+            continue
+        try:
+            parts.append(make(_read(path)) if make else cross(_read(path), train))
+        except (KeyError, TypeError, AttributeError, IndexError, ValueError) as exc:
+            raise SystemExit(f"error: {path} is not what {flag} takes ({type(exc).__name__}: {exc}); --train takes "
+                             "train_demo_zoo.py's results.json, the others eval_demo_zoo_seeds.py's outputs.") from None
     print("\n\n".join(parts))
 
 

@@ -68,3 +68,13 @@ def test_a_damaged_or_foreign_run_is_reported_and_left_out(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "skipped demo_resnet_se_seed0.safetensors" in err and "skipped demo_resnet_eca_seed0.safetensors" in err
     assert "try demo_resnet_se" in err  # the mismatch says what the file is
+
+
+def test_tables_from_a_wrong_or_missing_file_are_one_clear_line(tmp_path, monkeypatch):
+    wrong = tmp_path / "wsol.json"
+    wrong.write_text(json.dumps({"models": {}, "images": 0}))
+    for argv, says in ((["--train", str(tmp_path / "missing.json")], "cannot be read"),
+                       (["--train", str(wrong)], "is not what --train takes")):
+        monkeypatch.setattr(sys, "argv", ["zoo_seed_tables.py", *argv])
+        with pytest.raises(SystemExit, match=says):
+            zoo_seed_tables.main()
