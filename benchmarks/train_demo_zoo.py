@@ -7,7 +7,9 @@ Recipe (the same for every model and seed):
   once in CPU workers into a pool on the GPU that holds the last ``--pool`` batches; at every step
   each seed draws its own batch from the pool (uniformly, with replacement), so seeds differ in the
   canvases they see and their order (each canvas is drawn about once per seed on average), while
-  the seven configurations of one seed see exactly the same batches;
+  the seven configurations of one seed see exactly the same batches; ``--reuse R`` renders one
+  batch per R steps (about R draws per canvas), for runs so few that the CPU workers cannot render
+  a batch per step;
 * random horizontal flips (per seed); the first ``--low-res-fraction`` of the steps at
   ``--low-res`` px (the 224 px canvas resized with antialiasing on the GPU), the rest at 224;
 * AdamW, lr 2e-3 at batch 256 with linear warm-up (200 steps) and cosine decay, weight decay 0.05 on
@@ -201,7 +203,7 @@ def check_args(args, parser: argparse.ArgumentParser) -> None:
     for flag, values in (("--models", args.models), ("--seeds", args.seeds)):
         if len(set(values)) != len(values) or not values:
             parser.error(f"{flag} must name each entry once (got {' '.join(map(str, values)) or 'none'})")
-    for flag in ("batch", "pool", "val", "val_during", "workers"):
+    for flag in ("batch", "pool", "reuse", "val", "val_during", "workers"):
         if getattr(args, flag) < (0 if flag == "workers" else 1):
             parser.error(f"--{flag.replace('_', '-')} must be {'>= 0' if flag == 'workers' else 'positive'}")
     if args.samples < args.batch:
@@ -220,6 +222,8 @@ def main() -> None:
     p.add_argument("--low-res", type=int, default=160)
     p.add_argument("--low-res-fraction", type=float, default=0.6)
     p.add_argument("--pool", type=int, default=16, help="batches kept on the GPU to draw from")
+    p.add_argument("--reuse", type=int, default=1,
+                   help="training steps per rendered batch (each step still draws its batch from the pool)")
     p.add_argument("--data-seed", type=int, default=0)
     p.add_argument("--val", type=int, default=5000)
     p.add_argument("--ema", type=float, default=0.0,
@@ -295,48 +299,53 @@ def main() -> None:
         print("interrupted: finishing this step and keeping the state (Ctrl-C again quits at once)", flush=True)
 
     previous_handler = signal.signal(signal.SIGINT, on_interrupt)
-    refill = max(0, first - args.pool)  # a resumed run re-renders the pool it had: the same pixels
-    for j, (images, labels) in enumerate(loader(refill, first) if first else []):
+    # rendered batch b feeds steps b * reuse .. b * reuse + reuse - 1; a call stops between batches
+    reuse = args.reuse
+    first_batch, n_batches = first // reuse, -(-steps // reuse)
+    refill = max(0, first_batch - args.pool)  # a resumed run re-renders the pool it had: the same pixels
+    for j, (images, labels) in enumerate(loader(refill, first_batch) if first_batch else []):
         into_pool(refill + j, images, labels)
     low_steps = round(args.low_res_fraction * steps)
     start = time.time()
     wait = 0.0
     t_wait = time.time()
     stopped = steps
-    for step, (images, labels) in enumerate(loader(first, steps), start=first):
+    for b, (images, labels) in enumerate(loader(first_batch, n_batches), start=first_batch):
         wait += time.time() - t_wait
-        into_pool(step, images, labels)
-        filled = min(step + 1, args.pool) * args.batch
-        size = args.low_res if step < low_steps else 224
-        lr = lr_at(step, steps, args.lr, args.warmup)
-        batches = {}
-        for seed in args.seeds:
-            idx = torch.randint(0, filled, (args.batch,), device=device, generator=gens[seed])
-            x = normalize(pool_x[idx], size)
-            flip = torch.rand(len(x), device=device, generator=gens[seed]) < 0.5
-            batches[seed] = (torch.where(flip[:, None, None, None], x.flip(3), x), pool_y[idx])
-        for key, loss in train_step(batches, lr).items():
-            losses[key].append(loss)
-        if args.eval_every and ((step + 1) * args.batch) // args.eval_every > (step * args.batch) // args.eval_every:
-            during = evaluate(runs, val, args.val_during)
-            during_ema = evaluate({k: e.module for k, e in emas.items()}, val, args.val_during) if emas else {}
-            for key in runs:
-                line = f"eval_at draws {(step + 1) * args.batch} top1 {during[key]['top1_per_step']}"
-                logs[key].write(line + (f" ema {during_ema[key]['top1_per_step']}\n" if emas else "\n"))
-        if step % 25 == 24 or step == steps - 1:
-            for key in runs:
-                recent = torch.stack(losses[key][-25:]).float().mean().item()
-                logs[key].write(f"step {step + 1}/{steps} samples {(step + 1) * args.batch} size {size} "
-                                f"lr {lr:.4f} loss {recent:.4f}\n")
-                logs[key].flush()
-            rate = (step + 1 - first) * args.batch / (time.time() - start)
-            print(f"step {step + 1}/{steps} size {size} {rate:.0f} draws/s per run, waited for data "
-                  f"{wait:.0f} s, capturing graphs {train_step.capture_seconds:.0f} s, wall {time.time() - start:.0f} s",
-                  flush=True)
+        into_pool(b, images, labels)
+        filled = min(b + 1, args.pool) * args.batch
+        last = min((b + 1) * reuse, steps)
+        for step in range(b * reuse, last):
+            size = args.low_res if step < low_steps else 224
+            lr = lr_at(step, steps, args.lr, args.warmup)
+            batches = {}
+            for seed in args.seeds:
+                idx = torch.randint(0, filled, (args.batch,), device=device, generator=gens[seed])
+                x = normalize(pool_x[idx], size)
+                flip = torch.rand(len(x), device=device, generator=gens[seed]) < 0.5
+                batches[seed] = (torch.where(flip[:, None, None, None], x.flip(3), x), pool_y[idx])
+            for key, loss in train_step(batches, lr).items():
+                losses[key].append(loss)
+            if args.eval_every and ((step + 1) * args.batch) // args.eval_every > (step * args.batch) // args.eval_every:
+                during = evaluate(runs, val, args.val_during)
+                during_ema = evaluate({k: e.module for k, e in emas.items()}, val, args.val_during) if emas else {}
+                for key in runs:
+                    line = f"eval_at draws {(step + 1) * args.batch} top1 {during[key]['top1_per_step']}"
+                    logs[key].write(line + (f" ema {during_ema[key]['top1_per_step']}\n" if emas else "\n"))
+            if step % 25 == 24 or step == steps - 1:
+                for key in runs:
+                    recent = torch.stack(losses[key][-25:]).float().mean().item()
+                    logs[key].write(f"step {step + 1}/{steps} samples {(step + 1) * args.batch} size {size} "
+                                    f"lr {lr:.4f} loss {recent:.4f}\n")
+                    logs[key].flush()
+                rate = (step + 1 - first) * args.batch / (time.time() - start)
+                print(f"step {step + 1}/{steps} size {size} {rate:.0f} draws/s per run, waited for data "
+                      f"{wait:.0f} s, capturing graphs {train_step.capture_seconds:.0f} s, wall {time.time() - start:.0f} s",
+                      flush=True)
         t_wait = time.time()
         late = args.deadline is not None and time.time() - start > args.deadline
-        if (late or interrupted) and step < steps - 1:
-            stopped = step + 1
+        if (late or interrupted) and last < steps:
+            stopped = last
             break
     train_wall = wall_before + time.time() - start
     signal.signal(signal.SIGINT, previous_handler)

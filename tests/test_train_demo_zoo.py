@@ -69,3 +69,20 @@ def test_what_cannot_train_is_one_clear_line(tmp_path, monkeypatch, capsys, extr
         train_demo_zoo.main()
     assert stop.value.code == 2 and says in capsys.readouterr().err
     assert not (tmp_path / "t").exists()  # refused before anything is written
+
+
+def test_reused_batches_stop_and_resume_between_renders(tmp_path, monkeypatch, capsys):
+    """--reuse 2: two steps per rendered batch; a call stopped by its deadline resumes exactly."""
+    fashion = tmp_path / "fashion"
+    fashion.mkdir()
+    for kind in ("images-idx3", "labels-idx1"):
+        (fashion / f"train-{kind}-ubyte.gz").symlink_to(PACKAGED_DIR / f"t10k-{kind}-ubyte.gz")
+    _train(monkeypatch, tmp_path / "straight", fashion, "--reuse", "2", "--samples", "20")
+    _train(monkeypatch, tmp_path / "split", fashion, "--reuse", "2", "--samples", "20", "--deadline", "0")
+    assert "stopped after step 2 of 5" in capsys.readouterr().out
+    _train(monkeypatch, tmp_path / "split", fashion, "--reuse", "2", "--samples", "20", "--resume")
+    a = load_file(str(tmp_path / "straight" / "weights" / "demo_resnet_seed0.safetensors"))
+    b = load_file(str(tmp_path / "split" / "weights" / "demo_resnet_seed0.safetensors"))
+    assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a)
+    log = (tmp_path / "straight" / "logs" / "demo_resnet_seed0.log").read_text()
+    assert "step 5/5" in log  # the last rendered batch feeds only the one step left
