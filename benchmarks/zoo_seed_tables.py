@@ -1,6 +1,6 @@
 """Mean +- sd over seeds of the demo zoo's measurements, as Markdown tables for the README.
 
-    python benchmarks/zoo_seed_tables.py --train benchmarks/results/train_demo_zoo_v3/results.json \
+    python benchmarks/zoo_seed_tables.py --train benchmarks/results/train_demo_zoo_v4/results.json \
         --wsol W.json --cross C.json --shift S.json --selectivity L.json > tables.md
 
 Every input holds one entry per run named ``<model>_seed<k>`` (what ``train_demo_zoo.py`` and
@@ -28,11 +28,13 @@ def by_model(entries: dict) -> dict[str, list]:
     return dict(out)
 
 
-def ms(values) -> str:
+def ms(values, digits: int = 1) -> str:
+    """``mean ± sd`` (sample sd) of the values that are not ``None``, with ``digits`` decimals
+    (1 for percentages, 3 for the selectivity fractions); one value alone; ``–`` for none."""
     v = np.array([x for x in values if x is not None], float)
     if v.size == 0:
         return "–"
-    d = 3 if abs(v.mean()) < 1 else 1  # fractions (selectivity) need more digits than percentages
+    d = digits
     return f"{v.mean():.{d}f} ± {v.std(ddof=1):.{d}f}" if v.size > 1 else f"{v[0]:.{d}f}"
 
 
@@ -106,7 +108,7 @@ def selectivity(res: dict) -> str:
     for (model, layer, step), seeds in sorted(grouped.items()):
         runs = [seeds[s] for s in sorted(seeds)]
         names = list(runs[0]["summary"])
-        rows.append([model, layer, step] + [ms([r["summary"][k]["median"] for r in runs]) for k in names])
+        rows.append([model, layer, step] + [ms([r["summary"][k]["median"] for r in runs], 3) for k in names])
     return "Channel selectivity (median per run, then mean ± sd over seeds)\n\n" + table(
         ["model", "layer", "step"] + names, rows)
 
