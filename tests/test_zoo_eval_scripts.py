@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from benchmarks import eval_demo_zoo_seeds, zoo_seed_tables
+from benchmarks import eval_demo_zoo_seeds, loc_by_object_size, zoo_seed_tables
+from tdviz.demo import make_demo_split
 from tdviz.models.demo_zoo import demo_weights_path
 
 
@@ -47,6 +48,21 @@ def test_every_run_measured_and_tabled(tmp_path, monkeypatch, capsys):
     del train["results"]["demo_resnet_seed1"]
     with pytest.raises(SystemExit, match="--train lacks"):
         zoo_seed_tables.cross(cross, train)
+
+    # GT-known loc by object size, read back from the same run's records: the groups add up to
+    # every score, and pooled they give the run's own GT-known loc
+    boxes = make_demo_split(n=1000, seed=0) / "LOC_val_solution.csv"
+    monkeypatch.setattr(sys, "argv", ["loc_by_object_size.py", "--run", str(out / "wsol_run"), "--boxes", str(boxes),
+                                      "--out", str(tmp_path / "size.json")])
+    loc_by_object_size.main()
+    size = json.loads((tmp_path / "size.json").read_text())["models"]
+    assert set(size) == {"demo_resnet", "demo_resnet_tdtop"}
+    assert sum(g["scores"] for g in size["demo_resnet"]["groups"]) == size["demo_resnet"]["all"]["scores"] == 24
+    assert size["demo_resnet_tdtop"]["all"]["gt_known_loc"] == wsol["models"]["demo_resnet_tdtop_seed0"]["2"]["gt_known_loc"]
+    assert size["demo_resnet"]["all"]["gt_known_loc"] == wsol["models"]["demo_resnet_seed0"]["1"]["gt_known_loc"]
+    (out / "wsol_run" / "records.jsonl").write_text("{not json\n")
+    with pytest.raises(SystemExit, match="is not JSON"):
+        loc_by_object_size.main()
 
 
 def test_a_misnamed_weights_file_is_one_clear_error(tmp_path):

@@ -1,0 +1,127 @@
+"""GT-known localization by object size, from a finished ``tdviz wsol`` run: where the box rule fails.
+
+    python benchmarks/loc_by_object_size.py --run runs/zoo4/eval/wsol_run \\
+        --boxes ~/.cache/tdviz/demo/fashion-clutter-v2.1-val-n1000-seed0/LOC_val_solution.csv \\
+        --out benchmarks/results/loc_by_object_size_zoo_v4_1000_cpu.json
+
+For every run in the records (``<out>/records.jsonl``) and every image, the last step's GT-class
+box by the Grad-CAM rule (the one GT-known loc scores) is compared with the image's GT boxes of its
+label (inclusive IoU, :func:`tdviz.wsol.boxes.box_iou`, hit at ``>= --iou``), and so is the
+per-image best IoU over wsolevaluation's thresholds and contours (``best_iou_v2``): the bound a
+per-image oracle threshold would reach with the same map. Images are grouped by the side of their
+largest GT box (square root of its area, in the image's pixels); the table gives, per model (runs
+of one model pooled over seeds) and group, both rates in percent. Images with no GT box of their
+label, or that a run did not score, are counted and left out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+SEED = re.compile(r"_seed\d+$")
+
+
+def read_records(path: Path) -> list[dict]:
+    """The JSON lines of a run's ``records.jsonl``; a line that does not parse ends the read with an error."""
+    records = []
+    with path.open(encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise SystemExit(f"error: line {n} of {path} is not JSON; point --run at a tdviz wsol output "
+                                 "folder whose records.jsonl is intact.") from None
+    return records
+
+
+def by_size(records: list[dict], gt: dict, edges: list[float], iou_threshold: float) -> dict:
+    """``{model: {"groups": [...], "all": {...}, "left_out": n}}`` (see the module docstring)."""
+    from tdviz.wsol.boxes import box_iou
+
+    hits: dict = defaultdict(lambda: defaultdict(list))
+    bound: dict = defaultdict(lambda: defaultdict(list))
+    left_out: dict = defaultdict(int)
+    for rec in records:
+        boxes = gt.get(rec.get("image_id"))
+        for run, entry in (rec.get("models") or {}).items():
+            model = SEED.sub("", run)
+            steps = (entry or {}).get("steps") or []
+            if boxes is None or len(boxes) == 0 or not steps:
+                left_out[model] += 1
+                continue
+            side = float(np.sqrt(((boxes[:, 2] - boxes[:, 0] + 1) * (boxes[:, 3] - boxes[:, 1] + 1)).max()))
+            group = int(np.searchsorted(edges, side, side="right")) - 1
+            last = steps[-1]
+            box = last.get("gt_known_box")
+            hit = box is not None and float(box_iou([box], boxes).max()) >= iou_threshold
+            hits[model][group].append(hit)
+            best = last.get("best_iou_v2")
+            bound[model][group].append(best is not None and best >= iou_threshold)
+    out = {}
+    for model in sorted(set(hits) | set(left_out)):
+        groups = []
+        for g in sorted(hits[model]):
+            lo = edges[g] if g >= 0 else 0.0
+            hi = edges[g + 1] if g + 1 < len(edges) else None
+            groups.append({"side_from": lo, "side_to": hi, "scores": len(hits[model][g]),
+                           "gt_known_loc": round(100 * float(np.mean(hits[model][g])), 1),
+                           "best_threshold_bound": round(100 * float(np.mean(bound[model][g])), 1)})
+        every_hit = [h for g in hits[model].values() for h in g]
+        every_bound = [b for g in bound[model].values() for b in g]
+        out[model] = {"groups": groups, "left_out": left_out[model],
+                      "all": {"scores": len(every_hit),
+                              "gt_known_loc": round(100 * float(np.mean(every_hit)), 1) if every_hit else None,
+                              "best_threshold_bound": round(100 * float(np.mean(every_bound)), 1)
+                              if every_bound else None}}
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--run", type=Path, required=True, help="a finished tdviz wsol --out folder")
+    p.add_argument("--boxes", required=True, help="the annotation source the run was scored on")
+    p.add_argument("--edges", default="0,60,90,120,150", help="lower edges of the size groups, px")
+    p.add_argument("--iou", type=float, default=0.5)
+    p.add_argument("--out", type=Path, default=None, help="also write the table as JSON here")
+    args = p.parse_args()
+    try:
+        edges = sorted(float(x) for x in args.edges.split(","))
+    except ValueError:
+        p.error(f"--edges must be comma-separated numbers (got {args.edges!r})")
+    records_path = args.run / "records.jsonl"
+    if not records_path.is_file():
+        raise SystemExit(f"error: {records_path} does not exist; point --run at a tdviz wsol output folder.")
+    from tdviz.datasets import load_dataset
+    from tdviz.errors import TdvizError
+
+    try:
+        data = load_dataset(args.boxes, require_images=False)
+    except TdvizError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    gt = {s.image_id: s.boxes[s.box_labels == s.label] for s in data.samples}
+    table = by_size(read_records(records_path), gt, edges, args.iou)
+    if not table:
+        raise SystemExit(f"error: {records_path} holds no scored runs; finish the wsol run first.")
+    for model, row in table.items():
+        print(f"{model}: GT-known loc {row['all']['gt_known_loc']}%, per-image best threshold "
+              f"{row['all']['best_threshold_bound']}% ({row['all']['scores']} scores, {row['left_out']} left out)")
+        for g in row["groups"]:
+            to = f"{g['side_to']:.0f}" if g["side_to"] is not None else "+"
+            print(f"  side {g['side_from']:>4.0f}-{to:<4} px  n={g['scores']:5d}  GT-known loc "
+                  f"{g['gt_known_loc']:5.1f}%  best-threshold bound {g['best_threshold_bound']:5.1f}%")
+    if args.out:
+        args.out.write_text(json.dumps({"run": str(args.run), "boxes": str(args.boxes), "iou": args.iou,
+                                        "edges": edges, "models": table}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
