@@ -1,8 +1,8 @@
 """Every run of a trained demo zoo measured for the README's seed tables, in one command.
 
-    python benchmarks/eval_demo_zoo_seeds.py --weights runs/zoo2/weights --device cuda --out runs/zoo2/eval
-    python benchmarks/zoo_seed_tables.py --train runs/zoo2/results.json --wsol runs/zoo2/eval/wsol.json \\
-        --cross runs/zoo2/eval/cross.json --shift runs/zoo2/eval/shift.json --selectivity runs/zoo2/eval/selectivity.json
+    python benchmarks/eval_demo_zoo_seeds.py --weights runs/zoo4/weights --device cuda --out runs/zoo4/eval
+    python benchmarks/zoo_seed_tables.py --train runs/zoo4/results.json --wsol runs/zoo4/eval/wsol.json \\
+        --cross runs/zoo4/eval/cross.json --shift runs/zoo4/eval/shift.json --selectivity runs/zoo4/eval/selectivity.json
 
 ``--weights`` holds ``<model>_seed<k>.safetensors`` (what ``train_demo_zoo.py`` writes); every file is
 one run, named ``<model>_seed<k>`` in the outputs:

@@ -1,6 +1,6 @@
 """Train the demo zoo (generator v2): every paper configuration, several seeds, one recipe, one GPU.
 
-    python benchmarks/train_demo_zoo.py --out runs/zoo2 --fashion-dir /usr/share/datasets/fashion-mnist
+    python benchmarks/train_demo_zoo.py --out runs/zoo4 --fashion-dir /usr/share/datasets/fashion-mnist
 
 Recipe (the same for every model and seed):
 * data: fresh v2 training canvases (:mod:`tdviz.demo.scene`, Fashion-MNIST *train* items), rendered
@@ -33,8 +33,8 @@ with weights rounded to fp16 as shipped. Writes ``<out>/weights/<name>_seed<k>.s
 ``<out>/logs/<name>_seed<k>.log`` (loss every 25 steps, then the evaluation) and
 ``<out>/results.json``.
 
-The defaults are the shipped zoo's recipe (zoo v3: 435 200 draws per run; the 21 runs took 9.7
-minutes of one NVIDIA H200, ``benchmarks/results/train_demo_zoo_v3/``).
+The defaults are the shipped zoo's recipe (zoo v4: 742 400 draws per run; the 21 runs took 16.3
+minutes of one NVIDIA H200 in two calls, ``benchmarks/results/train_demo_zoo_v4/``).
 """
 
 from __future__ import annotations
@@ -214,7 +214,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description="Train the tdviz demo zoo (generator v2, several seeds).")
     p.add_argument("--models", nargs="*", default=list(DEMO_MODELS))
     p.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
-    p.add_argument("--samples", type=int, default=435_200, help="training draws per run")
+    p.add_argument("--samples", type=int, default=742_400, help="training draws per run")
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--wd", type=float, default=0.05)
@@ -239,7 +239,7 @@ def main() -> None:
                    help="stop after this many seconds of this call, keeping the state in <out>/train_state.pt")
     p.add_argument("--resume", action="store_true", help="continue the training stopped in --out")
     p.add_argument("--export", default=None, help="also write the first seed's weights here under the model names")
-    p.add_argument("--out", default="runs/zoo2")
+    p.add_argument("--out", default="runs/zoo4")
     args = p.parse_args()
     check_args(args, p)
     out = Path(args.out)
