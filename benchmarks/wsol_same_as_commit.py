@@ -1,6 +1,6 @@
 """Run this checkout's (or an older one's) WSOL pipeline on a demo split, to compare two versions.
 
-    git worktree add /tmp/old 7d50e4c                      # the pipeline before the WSOL rework
+    git worktree add /tmp/old ab933c2                      # the last commit before the WSOL rework
     mkdir -p /tmp/oldpkg && ln -s /tmp/old/tdviz /tmp/oldpkg/tdviz
     cp tdviz/data/demo_zoo/*.safetensors /tmp/old/tdviz/data/demo_zoo/   # the same weights in both
     S=$(python -c "from tdviz.demo import make_demo_split; print(make_demo_split(n=5000))")
@@ -8,7 +8,7 @@
     python benchmarks/wsol_same_as_commit.py $S /tmp/ex_new 5000
     python benchmarks/wsol_same_as_commit.py --compare /tmp/ex_old /tmp/ex_new
 
-It uses only names that both the pre-rework package (7d50e4c) and this one have
+It uses only names that both the pre-rework package (ab933c2, 7d50e4c) and this one have
 (``tdviz.wsol.annotations``, ``run_wsol``, ``WsolConfig``, ``load_demo_model``), so the same file
 drives either ``tdviz`` on ``PYTHONPATH``: boxes from the split's ILSVRC XML, masks from its
 wsolevaluation metadata (PxAP measured too), the whole demo zoo, both protocols, CPU decoding,
