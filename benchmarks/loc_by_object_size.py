@@ -10,8 +10,10 @@ label (inclusive IoU, :func:`tdviz.wsol.boxes.box_iou`, hit at ``>= --iou``), an
 per-image best IoU over wsolevaluation's thresholds and contours (``best_iou_v2``): the bound a
 per-image oracle threshold would reach with the same map. Images are grouped by the side of their
 largest GT box (square root of its area, in the image's pixels); the table gives, per model (runs
-of one model pooled over seeds) and group, both rates in percent. Images with no GT box of their
-label, or that a run did not score, are counted and left out.
+of one model pooled over seeds) and group, both rates in percent; the bound is absent (``null``)
+where the run had no wsol protocol. Images with no GT box of their label, or that a run did not
+score, are counted and left out; a run none of whose images has a GT box in ``--boxes`` is an
+error (the wrong annotations).
 """
 
 from __future__ import annotations
@@ -43,6 +45,11 @@ def read_records(path: Path) -> list[dict]:
     return records
 
 
+def _percent(flags: list) -> float | None:
+    """The share of true flags in percent (one decimal); ``None`` (not measured) for no flags."""
+    return round(100 * float(np.mean(flags)), 1) if flags else None
+
+
 def by_size(records: list[dict], gt: dict, edges: list[float], iou_threshold: float) -> dict:
     """``{model: {"groups": [...], "all": {...}, "left_out": n}}`` (see the module docstring)."""
     from tdviz.wsol.boxes import box_iou
@@ -64,8 +71,9 @@ def by_size(records: list[dict], gt: dict, edges: list[float], iou_threshold: fl
             box = last.get("gt_known_box")
             hit = box is not None and float(box_iou([box], boxes).max()) >= iou_threshold
             hits[model][group].append(hit)
-            best = last.get("best_iou_v2")
-            bound[model][group].append(best is not None and best >= iou_threshold)
+            best = last.get("best_iou_v2")  # absent where the run had no wsol protocol: not measured
+            if best is not None:
+                bound[model][group].append(best >= iou_threshold)
     out = {}
     for model in sorted(set(hits) | set(left_out)):
         groups = []
@@ -74,14 +82,12 @@ def by_size(records: list[dict], gt: dict, edges: list[float], iou_threshold: fl
             hi = edges[g + 1] if g + 1 < len(edges) else None
             groups.append({"side_from": lo, "side_to": hi, "scores": len(hits[model][g]),
                            "gt_known_loc": round(100 * float(np.mean(hits[model][g])), 1),
-                           "best_threshold_bound": round(100 * float(np.mean(bound[model][g])), 1)})
+                           "best_threshold_bound": _percent(bound[model][g])})
         every_hit = [h for g in hits[model].values() for h in g]
         every_bound = [b for g in bound[model].values() for b in g]
         out[model] = {"groups": groups, "left_out": left_out[model],
-                      "all": {"scores": len(every_hit),
-                              "gt_known_loc": round(100 * float(np.mean(every_hit)), 1) if every_hit else None,
-                              "best_threshold_bound": round(100 * float(np.mean(every_bound)), 1)
-                              if every_bound else None}}
+                      "all": {"scores": len(every_hit), "gt_known_loc": _percent(every_hit),
+                              "best_threshold_bound": _percent(every_bound)}}
     return out
 
 
@@ -111,16 +117,29 @@ def main() -> None:
     table = by_size(read_records(records_path), gt, edges, args.iou)
     if not table:
         raise SystemExit(f"error: {records_path} holds no scored runs; finish the wsol run first.")
+    if not any(row["all"]["scores"] for row in table.values()):
+        raise SystemExit(f"error: no image of {records_path} has a GT box of its label in {args.boxes}; "
+                         "pass the annotations the run was scored on.")
+
+    if args.out:
+        try:
+            args.out.write_text(json.dumps({"run": str(args.run), "boxes": str(args.boxes), "iou": args.iou,
+                                            "edges": edges, "models": table}, indent=1) + "\n")
+        except OSError as exc:
+            raise SystemExit(f"error: cannot write {args.out} ({exc.strerror}); pick a writable --out.") from None
+
+    def pct(v):
+        return "  n/a" if v is None else f"{v:5.1f}%"
+
     for model, row in table.items():
-        print(f"{model}: GT-known loc {row['all']['gt_known_loc']}%, per-image best threshold "
-              f"{row['all']['best_threshold_bound']}% ({row['all']['scores']} scores, {row['left_out']} left out)")
+        print(f"{model}: GT-known loc {pct(row['all']['gt_known_loc'])}, per-image best threshold "
+              f"{pct(row['all']['best_threshold_bound'])} ({row['all']['scores']} scores, {row['left_out']} left out)")
         for g in row["groups"]:
             to = f"{g['side_to']:.0f}" if g["side_to"] is not None else "+"
             print(f"  side {g['side_from']:>4.0f}-{to:<4} px  n={g['scores']:5d}  GT-known loc "
-                  f"{g['gt_known_loc']:5.1f}%  best-threshold bound {g['best_threshold_bound']:5.1f}%")
-    if args.out:
-        args.out.write_text(json.dumps({"run": str(args.run), "boxes": str(args.boxes), "iou": args.iou,
-                                        "edges": edges, "models": table}, indent=1) + "\n")
+                  f"{pct(g['gt_known_loc'])}  best-threshold bound {pct(g['best_threshold_bound'])}")
+    if any(row["all"]["best_threshold_bound"] is None for row in table.values()):
+        print("n/a: not measured (a run without the wsol protocol has no best-threshold bound)")
 
 
 if __name__ == "__main__":

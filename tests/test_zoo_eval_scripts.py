@@ -60,6 +60,16 @@ def test_every_run_measured_and_tabled(tmp_path, monkeypatch, capsys):
     assert sum(g["scores"] for g in size["demo_resnet"]["groups"]) == size["demo_resnet"]["all"]["scores"] == 24
     assert size["demo_resnet_tdtop"]["all"]["gt_known_loc"] == wsol["models"]["demo_resnet_tdtop_seed0"]["2"]["gt_known_loc"]
     assert size["demo_resnet"]["all"]["gt_known_loc"] == wsol["models"]["demo_resnet_seed0"]["1"]["gt_known_loc"]
+    # a cam-only run (the independent renderer's) has no best-threshold bound: absent, never 0
+    monkeypatch.setattr(sys, "argv", ["loc_by_object_size.py", "--run", str(out / "cross_run"), "--boxes",
+                                      str(out / "independent" / "instances.json"), "--out", str(tmp_path / "c.json")])
+    loc_by_object_size.main()
+    cam_only = json.loads((tmp_path / "c.json").read_text())["models"]["demo_resnet"]["all"]
+    assert cam_only["best_threshold_bound"] is None and cam_only["scores"] == 20
+    monkeypatch.setattr(sys, "argv", ["loc_by_object_size.py", "--run", str(out / "cross_run"), "--boxes", str(boxes)])
+    with pytest.raises(SystemExit, match="pass the annotations the run was scored on"):
+        loc_by_object_size.main()  # the demo split's boxes name none of the renderer's images
+    monkeypatch.setattr(sys, "argv", ["loc_by_object_size.py", "--run", str(out / "wsol_run"), "--boxes", str(boxes)])
     (out / "wsol_run" / "records.jsonl").write_text("{not json\n")
     with pytest.raises(SystemExit, match="is not JSON"):
         loc_by_object_size.main()
