@@ -65,7 +65,7 @@ def main() -> None:
         data = load_dataset(root / "xml", images_root=root / "images", class_index=index)
         run = WsolRun({"m": model}, data, root / "out", cfg)
         preprocs = run._preprocs()
-        batch = max(run._batches(data.samples, preprocs, 4), key=lambda b: len(b.good))  # past the ramp
+        batch = max(run._batches(run.samples, run.plan, preprocs, 4), key=lambda b: len(b.good))  # past the ramp
         good = [data.samples[i] for i, _ in batch.good]
         labels = torch.tensor([s.label for s in good])
         for _ in range(2):
