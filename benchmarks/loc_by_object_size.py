@@ -31,17 +31,22 @@ SEED = re.compile(r"_seed\d+$")
 
 
 def read_records(path: Path) -> list[dict]:
-    """The JSON lines of a run's ``records.jsonl``; a line that does not parse ends the read with an error."""
-    records = []
-    with path.open(encoding="utf-8") as fh:
+    """The JSON lines of a run's ``records.jsonl``. A line that does not parse (the cut-off last line
+    of a killed run, say) is reported and skipped; a file with no line that parses is an error."""
+    records, bad = [], []
+    with path.open(encoding="utf-8", errors="replace") as fh:
         for n, line in enumerate(fh, 1):
             if not line.strip():
                 continue
             try:
                 records.append(json.loads(line))
             except json.JSONDecodeError:
-                raise SystemExit(f"error: line {n} of {path} is not JSON; point --run at a tdviz wsol output "
-                                 "folder whose records.jsonl is intact.") from None
+                bad.append(n)
+    if bad and not records:
+        raise SystemExit(f"error: line {bad[0]} of {path} is not JSON, nor is any other; point --run at a "
+                         "tdviz wsol output folder whose records.jsonl is intact.")
+    if bad:
+        print(f"skipped: {len(bad)} line(s) of {path} that are not JSON (first: line {bad[0]})", file=sys.stderr)
     return records
 
 
@@ -81,7 +86,7 @@ def by_size(records: list[dict], gt: dict, edges: list[float], iou_threshold: fl
             lo = edges[g] if g >= 0 else 0.0
             hi = edges[g + 1] if g + 1 < len(edges) else None
             groups.append({"side_from": lo, "side_to": hi, "scores": len(hits[model][g]),
-                           "gt_known_loc": round(100 * float(np.mean(hits[model][g])), 1),
+                           "gt_known_loc": _percent(hits[model][g]),
                            "best_threshold_bound": _percent(bound[model][g])})
         every_hit = [h for g in hits[model].values() for h in g]
         every_bound = [b for g in bound[model].values() for b in g]
@@ -92,6 +97,13 @@ def by_size(records: list[dict], gt: dict, edges: list[float], iou_threshold: fl
 
 
 def main() -> None:
+    try:
+        _main()
+    except KeyboardInterrupt:
+        raise SystemExit("interrupted: nothing was written; run the same command again.") from None
+
+
+def _main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--run", type=Path, required=True, help="a finished tdviz wsol --out folder")
     p.add_argument("--boxes", required=True, help="the annotation source the run was scored on")

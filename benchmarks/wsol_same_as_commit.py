@@ -31,6 +31,7 @@ def run(split: Path, out: str, limit: int, device: str = "cpu", workers: int = 1
     from tdviz.wsol.annotations import demo_class_index, load_wsol_dataset, read_wsolevaluation
     from tdviz.wsol.evaluate import WsolConfig, run_wsol
 
+    # demo_wsol_dataset's merge, written out: the pre-rework one cannot take a split folder
     data = load_wsol_dataset(split / "boxes_xml", images_root=split / "images", class_index=demo_class_index())
     masked, _ = read_wsolevaluation(split / "wsol" / "mask", data_root=split)
     by_id = {s.image_id: s for s in masked}
@@ -43,13 +44,19 @@ def run(split: Path, out: str, limit: int, device: str = "cpu", workers: int = 1
     except TypeError:  # the pre-rework WsolConfig always decodes on the CPU and has no such field
         config = WsolConfig(batch_size=50, protocols=("cam", "wsol"), limit=limit)
     models = {n: load_demo_model(n, device) for n in DEMO_MODELS}
-    return run_wsol(models, data, out, config, workers=workers, box_workers=box_workers, progress=False)
+    resume = (Path(out) / "state.json").is_file()  # an interrupted call continues where it stopped
+    return run_wsol(models, data, out, config, resume=resume, workers=workers, box_workers=box_workers,
+                    progress=False)
 
 
 def compare(a: Path, b: Path) -> bool:
     """Print whether two runs' metrics and record lines are equal (and what differs); True if both are."""
-    ra, rb = (json.loads((d / "results.json").read_text()) for d in (a, b))
-    la, lb = ((d / "records.jsonl").read_text().splitlines() for d in (a, b))
+    try:
+        ra, rb = (json.loads((d / "results.json").read_text()) for d in (a, b))
+        la, lb = ((d / "records.jsonl").read_text().splitlines() for d in (a, b))
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"error: {getattr(exc, 'filename', None) or exc} cannot be read as a finished run "
+                         "(results.json, records.jsonl); pass two finished output folders.") from None
     same_lines = sum(x == y for x, y in zip(la, lb))
     print(f"results.json metrics equal: {ra['models'] == rb['models']} ({ra['images']} and {rb['images']} images, "
           f"{len(ra['models'])} models); records.jsonl: {same_lines} of {len(la)} / {len(lb)} lines equal")
@@ -65,14 +72,25 @@ def main() -> int:
     args = sys.argv[1:]
     if len(args) == 3 and args[0] == "--compare":
         return 0 if compare(Path(args[1]), Path(args[2])) else 1
+    usage = "usage: wsol_same_as_commit.py SPLIT OUT LIMIT [DEVICE [WORKERS BOX_WORKERS]] or --compare RUN_A RUN_B"
     if len(args) not in (3, 4, 6):
-        raise SystemExit("usage: wsol_same_as_commit.py SPLIT OUT LIMIT [DEVICE [WORKERS BOX_WORKERS]] "
-                         "or --compare RUN_A RUN_B")
+        raise SystemExit(usage)
     split = Path(args[0])
     if not (split / "boxes_xml").is_dir():
         raise SystemExit(f"error: {split} is not a demo split (no boxes_xml/); pass make_demo_split()'s folder.")
+    try:
+        limit, *counts = (int(v) for v in [args[2], *args[4:6]])
+    except ValueError:
+        raise SystemExit(f"error: LIMIT, WORKERS and BOX_WORKERS must be whole numbers; {usage}") from None
     t = time.time()
-    res = run(split, args[1], int(args[2]), *(args[3:4] or ["cpu"]), *map(int, args[4:6]))
+    try:
+        res = run(split, args[1], limit, *(args[3:4] or ["cpu"]), *counts)
+    except KeyboardInterrupt:
+        raise SystemExit("interrupted: the same command continues the run in OUT.") from None
+    except Exception as exc:  # tdviz's one-line errors (old and new packages name the class differently)
+        if type(exc).__name__ != "TdvizError":
+            raise
+        raise SystemExit(f"error: {exc}") from None
     print(f"{res['images']} images, {len(res['models'])} models, {time.time() - t:.0f} s")
     return 0
 

@@ -1,5 +1,8 @@
 """benchmarks/wsol_same_as_commit.py: two runs of the same code compare equal, a changed record does not."""
 import json
+import sys
+
+import pytest
 
 from benchmarks import wsol_same_as_commit
 from tdviz.demo import make_demo_split
@@ -18,3 +21,12 @@ def test_same_code_compares_equal_and_a_changed_record_does_not(tmp_path, capsys
     records.write_text("\n".join([json.dumps(first)] + lines[1:]) + "\n")
     assert not wsol_same_as_commit.compare(tmp_path / "a", tmp_path / "b")
     assert "5 of 6" in capsys.readouterr().out
+
+
+def test_bad_arguments_are_one_line(tmp_path, monkeypatch):
+    split = make_demo_split(n=1000, seed=0)
+    for argv, says in ((["x", str(split), str(tmp_path / "o"), "many"], "must be whole numbers"),
+                       (["x", "--compare", str(tmp_path / "none"), str(tmp_path)], "cannot be read as a finished run")):
+        monkeypatch.setattr(sys, "argv", argv)
+        with pytest.raises(SystemExit, match=says):
+            wsol_same_as_commit.main()

@@ -70,7 +70,12 @@ def test_every_run_measured_and_tabled(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit, match="pass the annotations the run was scored on"):
         loc_by_object_size.main()  # the demo split's boxes name none of the renderer's images
     monkeypatch.setattr(sys, "argv", ["loc_by_object_size.py", "--run", str(out / "wsol_run"), "--boxes", str(boxes)])
-    (out / "wsol_run" / "records.jsonl").write_text("{not json\n")
+    records = out / "wsol_run" / "records.jsonl"
+    lines = records.read_text().splitlines()
+    records.write_text("\n".join(lines) + "\n" + lines[-1][:40])  # a killed run's cut-off last line
+    loc_by_object_size.main()  # skipped and reported; the other images are still measured
+    assert "skipped: 1 line(s)" in capsys.readouterr().err
+    records.write_text("{not json\n")
     with pytest.raises(SystemExit, match="is not JSON"):
         loc_by_object_size.main()
 
