@@ -34,8 +34,7 @@ def ms(values, digits: int = 1) -> str:
     v = np.array([x for x in values if x is not None], float)
     if v.size == 0:
         return "–"
-    d = digits
-    return f"{v.mean():.{d}f} ± {v.std(ddof=1):.{d}f}" if v.size > 1 else f"{v[0]:.{d}f}"
+    return f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}" if v.size > 1 else f"{v[0]:.{digits}f}"
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:
