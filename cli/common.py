@@ -63,6 +63,9 @@ def _version(value: bool) -> None:
 def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, metavar="",
                                        help="Print tdviz's version and exit.")) -> None:
     """See and measure top-down attention in CNNs."""
+    from tdviz.host_memory import keep_freed_memory
+
+    keep_freed_memory()  # CPU forward passes stop paying page faults for every layer's output
 
 
 def _fail(message: str, code: int) -> None:
