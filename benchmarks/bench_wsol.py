@@ -231,6 +231,7 @@ def main() -> None:
 
     import tdviz
     from tdviz.datasets import load_dataset
+    from tdviz.host_memory import keep_freed_memory
     from tdviz.wsol import native
     from tdviz.wsol.config import WsolConfig
 
@@ -248,8 +249,12 @@ def main() -> None:
     p.add_argument("--stage-repeats", type=int, default=3)
     p.add_argument("--no-stages", action="store_true")
     p.add_argument("--fifty-k", action="store_true", help="also time 50 000 images (hard links of --images)")
+    p.add_argument("--system-malloc", action="store_true",
+                   help="leave glibc's allocation policy as it is (the `tdviz` command keeps freed memory: "
+                        "tdviz.host_memory)")
     p.add_argument("--out", default=None, help="also write the JSON here")
     args = p.parse_args()
+    kept = False if args.system_malloc else keep_freed_memory()
     torch.manual_seed(0)
     model = tdviz.create_model(args.model).to(args.device).eval()
     if args.precision == "bf16":
@@ -259,7 +264,8 @@ def main() -> None:
               "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else
               (platform.processor() or "cpu"), "cores": os.cpu_count(), "decode": cfg.decoder(args.device[:4]),
               "precision": args.precision, "batch": args.batch, "workers": args.workers,
-              "box_workers": args.box_workers, "native_trees": native.available()[0]}
+              "box_workers": args.box_workers, "native_trees": native.available()[0],
+              "keep_freed_memory": kept}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         t0 = time.perf_counter()

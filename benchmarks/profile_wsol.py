@@ -38,6 +38,7 @@ def main() -> None:
     import tdviz
     from benchmarks.bench_wsol import make_images
     from tdviz.datasets import load_dataset
+    from tdviz.host_memory import keep_freed_memory
     from tdviz.wsol import native
     from tdviz.wsol.config import WsolConfig
     from tdviz.wsol.evidence import ImageEntry
@@ -55,6 +56,7 @@ def main() -> None:
     p.add_argument("--precision", default="fp32")
     p.add_argument("--pool-sizes", default="1,4,8,12,16")
     args = p.parse_args()
+    print("keep_freed_memory:", keep_freed_memory(), "(as every tdviz command; TDVIZ_KEEP_FREED_MEMORY=0: off)")
     print("machine:", cpu_quota())
     torch.manual_seed(0)
     model = tdviz.create_model(args.model).to(args.device).eval()
