@@ -18,6 +18,9 @@ variants see the same canvases in their own order. At the end each variant's top
 ``--val`` validation canvases (fp32 weights) and, timed alone on the GPU, the cost of one of its
 steps at 224 px are written to ``<out>/pilot.json`` (one log per variant next to it).
 
+``--deadline S`` or Ctrl-C stops the training after the rendered batch under way and evaluates
+what was reached (``steps_done`` < ``steps``; there is no resume: a pilot is started again).
+
 Three such pilots on one H200 (``benchmarks/results/recipe_pilot_h200/``) chose the zoo's next
 learning rate; the README's demo section gives their figures.
 """
@@ -27,6 +30,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
+import re
+import signal
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -74,8 +80,9 @@ class Variant:
 def parse_variant(text: str) -> Variant:
     """``name:key=value,...`` -> :class:`Variant`; a ValueError names what is wrong."""
     name, _, rest = text.partition(":")
-    if not name:
-        raise ValueError(f"--variant {text!r}: give a name first, as in b128:batch=128")
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9._-]*", name):
+        raise ValueError(f"--variant {text!r}: give a name first (letters, digits, '.', '_', '-'; it names the "
+                         "log file), as in b128:batch=128")
     fields = {f: type(v) for f, v in asdict(Variant("x")).items() if f != "name"}
     kwargs = {}
     for item in filter(None, rest.split(",")):
@@ -89,8 +96,8 @@ def parse_variant(text: str) -> Variant:
     v = Variant(name, **kwargs)
     if v.model and v.model not in DEMO_MODELS:
         raise ValueError(f"--variant {text!r}: {v.model!r} is not a demo model ({', '.join(DEMO_MODELS)})")
-    if v.batch < 1 or (v.draws and v.draws < v.batch) or v.lr <= 0 or not 0 <= v.frac <= 1 or v.low < 16:
-        raise ValueError(f"--variant {text!r}: batch must be positive, lr positive, frac in [0, 1], low >= 16 "
+    if v.batch < 1 or (v.draws and v.draws < v.batch) or not 0 < v.lr < math.inf or not math.isfinite(v.wd) or not 0 <= v.frac <= 1 or v.low < 16:
+        raise ValueError(f"--variant {text!r}: batch must be positive, lr positive and finite, frac in [0, 1], low >= 16 "
                          "and draws at least one batch")
     return v
 
@@ -123,12 +130,20 @@ def main() -> None:
     if odd or min(args.reuse, args.pool, args.val, rb) < 1:
         raise SystemExit(f"error: the batch of {', '.join(odd)} does not divide --render-batch {rb}" if odd else
                          "error: --reuse, --pool, --val and --render-batch must be positive")
+    short = [v.name for v in variants if not v.draws and args.samples < v.batch]
+    if short:
+        raise SystemExit(f"error: --samples {args.samples} is less than one batch of {', '.join(short)}: "
+                         "nothing would train")
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        logs = {v.name: open(out / f"{v.name}.log", "w", encoding="utf-8") for v in variants}  # noqa: SIM115
+    except OSError as exc:
+        raise SystemExit(f"error: cannot write to --out {out} ({exc.strerror}): give a writable folder") from None
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.backends.cudnn.benchmark = True
     graphs = device.type == "cuda"
-    runs, steppers, gens, logs = {}, {}, {}, {}
+    runs, steppers, gens = {}, {}, {}
     # each variant's steps (input preparation included) on its own stream, so that they overlap
     streams = {v.name: torch.cuda.Stream(device) if graphs else None for v in variants}
     for i, v in enumerate(variants):
@@ -139,7 +154,6 @@ def main() -> None:
         steppers[v.name] = (GraphSteps if graphs else EagerSteps)({key: model}, {key: opt}, {},
                                                                   *([device] if graphs else []))
         gens[v.name] = torch.Generator(device=device).manual_seed(2000 + i)
-        logs[v.name] = open(out / f"{v.name}.log", "w", encoding="utf-8")  # noqa: SIM115 - closed below
         logs[v.name].write(f"variant {json.dumps(asdict(v))} model {v.model or args.model} draws {v.draws or args.samples}\n")
     val = render_val(args.val, args.workers, device)
     steps = {v.name: (v.draws or args.samples) // v.batch for v in variants}
@@ -170,6 +184,16 @@ def main() -> None:
             if done[v.name] % 50 == 0:
                 pending.append((v, step + 1, size, lr))
 
+    interrupted: list[bool] = []
+
+    def on_interrupt(signum, frame):  # Ctrl-C: stop after this rendered batch and evaluate what was reached
+        if interrupted:
+            raise SystemExit("interrupted again: stopped at once; the logs so far are kept")
+        interrupted.append(True)
+        print("interrupted: stopping after this batch and evaluating what was reached (Ctrl-C again quits)",
+              flush=True)
+
+    previous_handler = signal.signal(signal.SIGINT, on_interrupt)
     start, wait, t_wait = time.time(), 0.0, time.time()
     for b, (images, labels) in enumerate(loader):
         wait += time.time() - t_wait
@@ -193,9 +217,11 @@ def main() -> None:
         if b % 50 == 0:
             print(f"rendered batch {b + 1}/{n_render} wall {time.time() - start:.0f} s waited {wait:.0f} s", flush=True)
         t_wait = time.time()
-        if args.deadline is not None and time.time() - start > args.deadline:
-            print(f"deadline: stopped after rendered batch {b + 1} of {n_render}", flush=True)
+        if interrupted or (args.deadline is not None and time.time() - start > args.deadline):
+            why = "interrupted" if interrupted else "deadline"
+            print(f"{why}: stopped after rendered batch {b + 1} of {n_render}", flush=True)
             break
+    signal.signal(signal.SIGINT, previous_handler)
     for stream in filter(None, streams.values()):
         torch.cuda.current_stream().wait_stream(stream)
     wall = time.time() - start
@@ -218,16 +244,21 @@ def main() -> None:
               "train_wall_s_all_variants": round(wall, 1), "waited_for_data_s": round(wait, 1),
               "device": torch.cuda.get_device_name() if graphs else "cpu", "variants": {}}
     for v in variants:
-        final = torch.stack(losses[v.name][-50:]).float().mean().item()
+        final = torch.stack(losses[v.name][-50:]).float().mean().item() if losses[v.name] else None
         entry = {**asdict(v), "steps": steps[v.name], "steps_done": done[v.name], "top1": top1[v.name]["top1_per_step"][-1],
-                 "final_loss": round(final, 4), **timing.get(v.name, {})}
+                 "final_loss": None if final is None else round(final, 4), **timing.get(v.name, {})}
         result["variants"][v.name] = entry
         logs[v.name].write("eval " + json.dumps(entry) + "\n")
         logs[v.name].close()
         print(f"{v.name:<14} batch {v.batch:>4} lr {v.lr:<8g} low {v.low}x{v.frac:<4g} top1 {entry['top1']:>6.2f} "
-              f"loss {entry['final_loss']:.3f} {timing.get(v.name, {}).get('draws_per_s_224_alone', '')}", flush=True)
+              f"loss {entry['final_loss'] if final is None else round(final, 3)} {timing.get(v.name, {}).get('draws_per_s_224_alone', '')}", flush=True)
     (out / "pilot.json").write_text(json.dumps(result, indent=1))
+    if interrupted:  # what was reached is written; the exit says it is not the whole schedule
+        raise SystemExit(130)
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # before or after the training loop (which stops cleanly on Ctrl-C)
+        raise SystemExit("interrupted: nothing evaluated; the logs so far are kept") from None

@@ -45,3 +45,15 @@ def test_a_tiny_pilot_trains_every_variant_and_reports_it(tmp_path, monkeypatch,
         _run(monkeypatch, tmp_path, "--variant", "odd:batch=3")
     with pytest.raises(SystemExit, match="its own name"):
         _run(monkeypatch, tmp_path, "--variant", "a", "--variant", "a")
+
+
+def test_names_that_cannot_name_a_log_and_numbers_that_cannot_train_are_refused(tmp_path, monkeypatch):
+    for bad, says in (("../a:lr=1e-3", "give a name first"), ("a:lr=nan", "lr positive and finite"),
+                      ("a:lr=inf", "lr positive and finite")):
+        with pytest.raises(ValueError, match=says):
+            pilot.parse_variant(bad)
+    with pytest.raises(SystemExit, match="less than one batch"):
+        _run(monkeypatch, tmp_path, "--variant", "big:batch=8", "--samples", "4")
+    (tmp_path / "taken").write_text("")
+    with pytest.raises(SystemExit, match="cannot write to --out"):
+        _run(monkeypatch, tmp_path, "--variant", "a:batch=8", "--out", str(tmp_path / "taken" / "out"))
